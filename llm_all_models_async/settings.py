@@ -1,0 +1,217 @@
+"""Effective settings per model: defaults, the per-model JSON file, then environment variables.
+
+Every value is validated where it is read; a bad one raises :class:`SettingError` naming the
+variable (or the file entry) and what it accepts, because a silently ignored limit is worse
+than a crash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import json
+import math
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import SettingError
+
+ENV_PREFIX = "LLM_ASYNC_"
+SETTINGS_FILENAME = "llm-all-models-async.json"
+AFFINITIES = ("any", "model")
+
+
+def _parse_positive_int(raw: str) -> int:
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise ValueError("a whole number of at least 1") from None
+    if value < 1:
+        raise ValueError("a whole number of at least 1")
+    return value
+
+
+def _parse_seconds(raw: str) -> float | None:
+    text = str(raw).strip().lower()
+    if text in ("", "none", "off"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("a number of seconds greater than 0, or 'none'") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError("a number of seconds greater than 0, or 'none'")
+    return value
+
+
+def _parse_affinity(raw: str) -> str:
+    value = str(raw).strip().lower()
+    if value not in AFFINITIES:
+        raise ValueError("one of " + ", ".join(repr(a) for a in AFFINITIES))
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """One setting: its name, parser, default, and whether a model may override it."""
+
+    name: str
+    parse: Callable[[str], Any]
+    default: Any
+    per_model: bool
+    help: str
+
+    @property
+    def env_var(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+SPECS: dict[str, Spec] = {
+    spec.name: spec
+    for spec in (
+        Spec("buffer", _parse_positive_int, 32, True,
+             "chunks the worker may produce ahead of the consumer"),
+        Spec("model_concurrency", _parse_positive_int, 1, True,
+             "executes of one model that may run at once"),
+        Spec("affinity", _parse_affinity, "any", True,
+             "'model' runs each model on one dedicated long-lived thread"),
+        Spec("timeout", _parse_seconds, None, True, "seconds for the whole response"),
+        Spec("first_chunk_timeout", _parse_seconds, None, True,
+             "seconds from the start of execution to the first chunk"),
+        Spec("idle_timeout", _parse_seconds, None, True, "seconds allowed between two chunks"),
+        Spec("queue_timeout", _parse_seconds, None, True,
+             "seconds a prompt may wait for a free slot"),
+        Spec("stall_timeout", _parse_seconds, None, True,
+             "seconds a full buffer may wait for its consumer before the stream is closed"),
+        Spec("max_threads", _parse_positive_int, 16, False,
+             "worker threads running models, in all"),
+        Spec("stuck_warning", _parse_seconds, 30.0, False,
+             "seconds after a cancel before a still-busy worker is logged as stuck"),
+    )
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The effective settings of one model, and where each value came from."""
+
+    buffer: int
+    model_concurrency: int
+    affinity: str
+    timeout: float | None
+    first_chunk_timeout: float | None
+    idle_timeout: float | None
+    queue_timeout: float | None
+    stall_timeout: float | None
+    max_threads: int
+    stuck_warning: float | None
+    sources: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False)
+
+
+def settings_path() -> Path:
+    """The per-model overrides file, inside llm's user directory."""
+    import llm
+
+    return Path(llm.user_dir()) / SETTINGS_FILENAME
+
+
+class _FileCache:
+    """Re-reads the settings file only when its modification time changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple[str, int] | None = None
+        self._data: dict[str, dict[str, Any]] = {}
+
+    def load(self, path: Path) -> dict[str, dict[str, Any]]:
+        try:
+            mtime = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return {}
+        with self._lock:
+            if self._key == (str(path), mtime):
+                return self._data
+            data = read_overrides(path)
+            self._key, self._data = (str(path), mtime), data
+            return data
+
+
+_cache = _FileCache()
+
+
+def read_overrides(path: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Return ``{model_id: {setting: value}}`` from the settings file, validating it."""
+    path = path or settings_path()
+    if not path.exists():
+        return {}
+    try:
+        raw = json.loads(path.read_text() or "{}")
+    except json.JSONDecodeError as error:
+        raise SettingError(f"{path} is not valid JSON: {error}") from None
+    models = raw.get("models", {}) if isinstance(raw, dict) else None
+    if not isinstance(models, dict):
+        raise SettingError(f"{path} must hold an object {{\"models\": {{MODEL_ID: {{...}}}}}}")
+    for model_id, values in models.items():
+        if not isinstance(values, dict):
+            raise SettingError(f"{path}: entry for {model_id!r} must be an object")
+        for name, value in values.items():
+            parse_value(name, value, where=f"{path} [{model_id}]")
+    return models
+
+
+def write_overrides(models: Mapping[str, Mapping[str, Any]], path: Path | None = None) -> None:
+    """Write the overrides atomically, so a concurrent reader never sees half a file."""
+    path = path or settings_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    cleaned = {model_id: dict(values) for model_id, values in models.items() if values}
+    tmp.write_text(json.dumps({"models": cleaned}, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def parse_value(name: str, value: Any, *, where: str) -> Any:
+    """Validate one setting value; ``where`` names its origin in the error message."""
+    spec = SPECS.get(name)
+    if spec is None:
+        raise SettingError(
+            f"{where}: unknown setting {name!r}; known settings: " + ", ".join(sorted(SPECS))
+        )
+    try:
+        return spec.parse(value if value is not None else "none")
+    except ValueError as error:
+        raise SettingError(f"{where}: {name} must be {error}, got {value!r}") from None
+
+
+def resolve(model_id: str, environ: Mapping[str, str] | None = None) -> Settings:
+    """Effective settings of ``model_id``: environment over the file over defaults."""
+    environ = os.environ if environ is None else environ
+    overrides = _cache.load(settings_path()).get(model_id, {})
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name, spec in SPECS.items():
+        if spec.env_var in environ:
+            values[name] = parse_value(name, environ[spec.env_var], where=spec.env_var)
+            sources[name] = "env"
+        elif spec.per_model and name in overrides:
+            values[name] = parse_value(name, overrides[name], where=f"{SETTINGS_FILENAME} [{model_id}]")
+            sources[name] = "file"
+        else:
+            values[name] = spec.default
+            sources[name] = "default"
+    return Settings(**values, sources=sources)
+
+
+def excluded_patterns(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The shell-glob patterns of ``LLM_ASYNC_EXCLUDE``."""
+    environ = os.environ if environ is None else environ
+    raw = environ.get(ENV_PREFIX + "EXCLUDE", "")
+    return [p.strip() for p in raw.split(",") if p.strip()]
+
+
+def is_excluded(names: Iterable[str], patterns: Iterable[str]) -> bool:
+    """True when any of a model's id or aliases matches any pattern (case-insensitive)."""
+    names = [n.lower() for n in names]
+    return any(fnmatch.fnmatchcase(n, p.lower()) for p in patterns for n in names)
