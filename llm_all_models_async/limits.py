@@ -1,0 +1,103 @@
+"""First-come-first-served slots: per-model concurrency and the global thread cap.
+
+A waiting prompt holds no thread: it awaits a future on its own event loop, so it can be
+cancelled (or time out) before it starts.  Slots are released by worker threads, possibly
+while the waiter's loop is another loop in another thread, hence a thread lock and
+``call_soon_threadsafe`` rather than ``asyncio.Semaphore``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+from dataclasses import dataclass, field
+
+
+@dataclass(eq=False)
+class _Waiter:
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[None]
+    granted: bool = False
+
+
+@dataclass(eq=False)
+class SlotLimiter:
+    """A FIFO counting semaphore whose limit may change between acquisitions."""
+
+    name: str
+    limit: int
+    in_use: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _waiters: collections.deque[_Waiter] = field(default_factory=collections.deque, repr=False)
+
+    @property
+    def waiting(self) -> int:
+        with self._lock:
+            return len(self._waiters)
+
+    async def acquire(self, limit: int | None = None) -> None:
+        """Take a slot, waiting in line if none is free; cancellation leaves the line cleanly."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if limit is not None:
+                self.limit = limit
+            if self.in_use < self.limit and not self._waiters:
+                self.in_use += 1
+                return
+            waiter = _Waiter(loop, loop.create_future())
+            self._waiters.append(waiter)
+        try:
+            await waiter.future
+        except BaseException:
+            with self._lock:
+                if waiter.granted:
+                    # The slot was handed over just as we gave up: pass it on.
+                    self._release_locked()
+                elif waiter in self._waiters:
+                    self._waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        """Free a slot, handing it to the longest waiter; safe from any thread."""
+        with self._lock:
+            self._release_locked()
+
+    def _release_locked(self) -> None:
+        while self._waiters and self.in_use <= self.limit:
+            waiter = self._waiters.popleft()
+            if waiter.future.cancelled():
+                continue
+            waiter.granted = True
+            try:
+                waiter.loop.call_soon_threadsafe(_grant, waiter.future)
+            except RuntimeError:
+                # The waiter's loop is closed: nobody will take this slot.
+                waiter.granted = False
+                continue
+            return
+        self.in_use -= 1
+
+
+def _grant(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+_registry_lock = threading.Lock()
+_model_limiters: dict[tuple[str, str, str], SlotLimiter] = {}
+global_threads = SlotLimiter("threads", limit=16)
+
+
+def model_limiter(key: tuple[str, str, str], limit: int) -> SlotLimiter:
+    """The limiter shared by every instance of one model (plugin class and model id).
+
+    Plugins build fresh model instances on every lookup, while the resources that make
+    concurrency unsafe (a loaded checkpoint, redirected fds) are shared between them, so the
+    limiter is keyed by what the model *is*, not by the instance.
+    """
+    with _registry_lock:
+        limiter = _model_limiters.get(key)
+        if limiter is None:
+            limiter = _model_limiters[key] = SlotLimiter(f"{key[0]}.{key[1]}:{key[2]}", limit)
+        return limiter

@@ -1,0 +1,249 @@
+"""Async twins: ``AsyncModel``/``AsyncKeyModel`` faces of a sync model, run through the bridge.
+
+A twin is rebuilt on every model lookup (llm re-runs ``register_models`` each time), so it
+holds nothing but its sync model; limiters and dedicated threads live in module registries
+keyed by the model's identity.  Everything the sync model declares is read through from it:
+the attributes llm's base model class defines (whatever the installed llm version has, so
+``supports_conversation`` on 0.36 or a future flag come along without a code change), and any
+other attribute through ``__getattr__``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import llm
+from llm.models import _BaseModel
+
+from . import limits, settings, workers
+from .bridge import Deadlines, open_stream
+from .errors import QueueTimeoutError, ResponseTimeoutError
+from .views import SyncResponseView, sync_conversation
+
+# Attributes a twin answers itself rather than reading from the sync model.
+_OWN = frozenset({"model_id", "key"})
+
+
+def model_key(sync_model: Any) -> tuple[str, str, str]:
+    """What identifies "one model" for limits and affinity: plugin class and model id."""
+    cls = type(sync_model)
+    return (cls.__module__, cls.__qualname__, str(sync_model.model_id))
+
+
+def _declared_attributes() -> list[str]:
+    """Public data attributes and properties llm's base model class declares."""
+    names: set[str] = set()
+    for cls in _BaseModel.__mro__:
+        if cls is object:
+            continue
+        for name, value in vars(cls).items():
+            if name.startswith("_") or name in _OWN:
+                continue
+            if callable(value) and not isinstance(value, type):
+                continue  # methods: the twin has its own async ones
+            names.add(name)
+    return sorted(names)
+
+
+def _mirror(name: str) -> property:
+    def get(self: Any) -> Any:
+        overrides = self.__dict__.get("_overrides", {})
+        if name in overrides:
+            return overrides[name]
+        return getattr(self.sync_model, name)
+
+    def set_(self: Any, value: Any) -> None:
+        self.__dict__.setdefault("_overrides", {})[name] = value
+
+    return property(get, set_, doc=f"``{name}`` of the sync model.")
+
+
+class _TwinMixin:
+    """Shared behaviour of both twin classes."""
+
+    sync_model: Any
+
+    def __init__(self, sync_model: llm.Model | llm.KeyModel) -> None:
+        self.sync_model = sync_model
+        self.model_id = sync_model.model_id
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for attributes the twin lacks: fall through to the sync model.
+        if name == "sync_model":
+            raise AttributeError(name)
+        return getattr(self.sync_model, name)
+
+    @property
+    def key(self) -> str | None:
+        overrides = self.__dict__.get("_overrides", {})
+        return overrides["key"] if "key" in overrides else self.sync_model.key
+
+    @key.setter
+    def key(self, value: str | None) -> None:
+        self.__dict__.setdefault("_overrides", {})["key"] = value
+
+    def get_key(self, explicit_key: str | None = None) -> str | None:
+        """Resolve keys exactly as the sync model does (plugins may override ``get_key``)."""
+        overrides = self.__dict__.get("_overrides", {})
+        if overrides.get("key") is not None:
+            return overrides["key"]
+        return self.sync_model.get_key(explicit_key)
+
+    def __str__(self) -> str:
+        return str(self.sync_model)
+
+    def __repr__(self) -> str:
+        return f"<async twin of {self.sync_model!r}>"
+
+    async def _run(
+        self,
+        prompt: llm.Prompt,
+        stream: bool,
+        response: llm.AsyncResponse,
+        conversation: llm.AsyncConversation | None,
+        extra: dict[str, Any],
+    ) -> AsyncGenerator[Any, None]:
+        started_at = time.monotonic()
+        sync_model = self.sync_model
+        model_id = str(sync_model.model_id)
+        config = settings.resolve(model_id)
+        loop = asyncio.get_running_loop()
+        history = await sync_conversation(conversation, sync_model, response)
+        view = SyncResponseView(response, sync_model, history, loop)
+        # From here on only the weak view refers to the response, so a response its consumer
+        # drops can be collected, which closes this generator and stops the worker.
+        del response
+
+        release = await _acquire_slots(sync_model, config, started_at)
+
+        def make_iterator() -> Any:
+            return sync_model.execute(prompt, stream, view, history, **extra)
+
+        if config.affinity == "model":
+            submit = workers.dedicated_thread(model_key(sync_model), model_id).submit
+        else:
+            def submit(job: workers.Job) -> None:
+                workers.start_thread(model_id, job)
+
+        handle = open_stream(
+            model_id,
+            make_iterator,
+            capacity=config.buffer,
+            deadlines=Deadlines(
+                timeout=config.timeout,
+                first_chunk_timeout=config.first_chunk_timeout,
+                idle_timeout=config.idle_timeout,
+                stall_timeout=config.stall_timeout,
+                stuck_warning=config.stuck_warning,
+            ),
+            started_at=started_at,
+            submit=submit,
+            on_exit=release,
+        )
+        try:
+            async for item in handle:
+                if item is None:
+                    raise AssertionError(
+                        f"model {model_id!r} yielded None; llm needs str or StreamEvent chunks"
+                    )
+                yield item
+        finally:
+            handle.stop()
+
+
+async def _acquire_slots(sync_model: Any, config: settings.Settings, started_at: float) -> Any:
+    """Wait, first come first served, for a model slot and a thread slot; return ``release``."""
+    model_id = str(sync_model.model_id)
+    model_slots = limits.model_limiter(model_key(sync_model), config.model_concurrency)
+    thread_slots = limits.global_threads
+    await _bounded(model_slots.acquire(config.model_concurrency), model_id, config, started_at)
+    try:
+        await _bounded(thread_slots.acquire(config.max_threads), model_id, config, started_at)
+    except BaseException:
+        model_slots.release()
+        raise
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            thread_slots.release()
+            model_slots.release()
+
+    return release
+
+
+async def _bounded(
+    acquire: Any, model_id: str, config: settings.Settings, started_at: float
+) -> None:
+    """Await ``acquire`` within the queue timeout and what is left of the response timeout."""
+    limits_: list[tuple[float, Exception]] = []
+    if config.queue_timeout is not None:
+        limits_.append(
+            (config.queue_timeout - (time.monotonic() - started_at),
+             QueueTimeoutError(model_id, config.queue_timeout))
+        )
+    if config.timeout is not None:
+        limits_.append(
+            (started_at + config.timeout - time.monotonic(),
+             ResponseTimeoutError(model_id, config.timeout))
+        )
+    if not limits_:
+        await acquire
+        return
+    remaining, error = min(limits_, key=lambda item: item[0])
+    try:
+        await asyncio.wait_for(acquire, max(remaining, 0))
+    except asyncio.TimeoutError:
+        raise error from None
+
+
+class AsyncTwin(_TwinMixin, llm.AsyncModel):
+    """The async twin of a sync ``llm.Model``."""
+
+    # A plain function returning the async generator, not a generator itself: a wrapping
+    # generator frame would keep ``response`` alive and cost a second hop per chunk.
+    def execute(  # type: ignore[override]
+        self,
+        prompt: llm.Prompt,
+        stream: bool,
+        response: llm.AsyncResponse,
+        conversation: llm.AsyncConversation | None,
+    ) -> AsyncGenerator[Any, None]:
+        return self._run(prompt, stream, response, conversation, {})
+
+
+class AsyncKeyTwin(_TwinMixin, llm.AsyncKeyModel):
+    """The async twin of a sync ``llm.KeyModel``: the key resolved by llm is passed through."""
+
+    def execute(  # type: ignore[override]
+        self,
+        prompt: llm.Prompt,
+        stream: bool,
+        response: llm.AsyncResponse,
+        conversation: llm.AsyncConversation | None,
+        key: str | None,
+    ) -> AsyncGenerator[Any, None]:
+        return self._run(prompt, stream, response, conversation, {"key": key})
+
+
+for _name in _declared_attributes():
+    if _name not in vars(_TwinMixin):
+        _mirrored = _mirror(_name)
+        setattr(AsyncTwin, _name, _mirrored)
+        setattr(AsyncKeyTwin, _name, _mirrored)
+
+
+def make_twin(sync_model: llm.Model | llm.KeyModel) -> AsyncTwin | AsyncKeyTwin:
+    """The twin class that matches the sync model's calling convention."""
+    if isinstance(sync_model, llm.KeyModel):
+        return AsyncKeyTwin(sync_model)
+    return AsyncTwin(sync_model)
+
+
+def is_twin(model: Any) -> bool:
+    return isinstance(model, _TwinMixin)
