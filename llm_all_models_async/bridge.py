@@ -161,7 +161,7 @@ def _produce(
                 break
             if not channel.put(item):
                 break
-    except BaseException as exc:  # noqa: BLE001 - every exception belongs to the consumer
+    except BaseException as exc:
         error = exc
     finally:
         try:
@@ -172,13 +172,11 @@ def _produce(
                 except RuntimeError as exc:
                     # "generator ignored GeneratorExit": the model kept yielding after close.
                     logger.warning("model %r did not close cleanly: %s", channel.model_id, exc)
-                except BaseException as exc:  # noqa: BLE001
+                except BaseException as exc:
                     if error is None and not channel.stopped:
                         error = exc
                     else:
-                        logger.warning(
-                            "model %r raised while closing: %r", channel.model_id, exc
-                        )
+                        logger.warning("model %r raised while closing: %r", channel.model_id, exc)
         finally:
             channel.finish(error)
             cancellation.bind(None)

@@ -21,8 +21,10 @@ def async_group() -> None:
 
 def _status(entry: Any, patterns: list[str]) -> str:
     if entry.async_model is None:
-        if entry.model is not None and patterns and settings.is_excluded(
-            [str(entry.model.model_id), *entry.aliases], patterns
+        if (
+            entry.model is not None
+            and patterns
+            and settings.is_excluded([str(entry.model.model_id), *entry.aliases], patterns)
         ):
             return "excluded"
         return "sync only" if entry.model is not None else "none"
@@ -135,9 +137,7 @@ def unset_command(model: str, setting: str) -> None:
     click.echo(f"{model_id}: {setting} unset")
 
 
-@async_group.command(
-    name="check", context_settings={"ignore_unknown_options": True}
-)
+@async_group.command(name="check", context_settings={"ignore_unknown_options": True})
 @click.argument("model_id")
 @click.option("json_path", "--json", type=click.Path(dir_okay=False), help="Write a JSON report")
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)

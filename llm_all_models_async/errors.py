@@ -1,4 +1,4 @@
-"""Exceptions the adapter raises on its own account (a model's own exceptions pass through unchanged)."""
+"""Exceptions the adapter raises itself; a model's own exceptions pass through unchanged."""
 
 from __future__ import annotations
 
@@ -24,9 +24,7 @@ class AdapterTimeoutError(TimeoutError):
     def __init__(self, model_id: str, limit: float) -> None:
         self.model_id = model_id
         self.limit = limit
-        super().__init__(
-            f"{self.what} of model {model_id!r} exceeded {self.setting}={limit:g}s"
-        )
+        super().__init__(f"{self.what} of model {model_id!r} exceeded {self.setting}={limit:g}s")
 
 
 class ResponseTimeoutError(AdapterTimeoutError):

@@ -18,9 +18,7 @@ from llm import hookspecs
 from . import settings
 from .twins import make_twin
 
-HOOK_HAS_MODEL_ALIASES = "model_aliases" in inspect.signature(
-    hookspecs.register_models
-).parameters
+HOOK_HAS_MODEL_ALIASES = "model_aliases" in inspect.signature(hookspecs.register_models).parameters
 
 ACTIVE = HOOK_HAS_MODEL_ALIASES
 INACTIVE_REASON: str | None = None
@@ -52,9 +50,7 @@ def add_twins(model_aliases: list[Any]) -> None:
             continue
         if not isinstance(sync_model, (llm.Model, llm.KeyModel)):
             continue
-        if patterns and settings.is_excluded(
-            [str(sync_model.model_id), *entry.aliases], patterns
-        ):
+        if patterns and settings.is_excluded([str(sync_model.model_id), *entry.aliases], patterns):
             continue
         entry.async_model = make_twin(sync_model)
 

@@ -72,24 +72,56 @@ class Spec:
 SPECS: dict[str, Spec] = {
     spec.name: spec
     for spec in (
-        Spec("buffer", _parse_positive_int, 32, True,
-             "chunks the worker may produce ahead of the consumer"),
-        Spec("model_concurrency", _parse_positive_int, 1, True,
-             "executes of one model that may run at once"),
-        Spec("affinity", _parse_affinity, "any", True,
-             "'model' runs each model on one dedicated long-lived thread"),
+        Spec(
+            "buffer",
+            _parse_positive_int,
+            32,
+            True,
+            "chunks the worker may produce ahead of the consumer",
+        ),
+        Spec(
+            "model_concurrency",
+            _parse_positive_int,
+            1,
+            True,
+            "executes of one model that may run at once",
+        ),
+        Spec(
+            "affinity",
+            _parse_affinity,
+            "any",
+            True,
+            "'model' runs each model on one dedicated long-lived thread",
+        ),
         Spec("timeout", _parse_seconds, None, True, "seconds for the whole response"),
-        Spec("first_chunk_timeout", _parse_seconds, None, True,
-             "seconds from the start of execution to the first chunk"),
+        Spec(
+            "first_chunk_timeout",
+            _parse_seconds,
+            None,
+            True,
+            "seconds from the start of execution to the first chunk",
+        ),
         Spec("idle_timeout", _parse_seconds, None, True, "seconds allowed between two chunks"),
-        Spec("queue_timeout", _parse_seconds, None, True,
-             "seconds a prompt may wait for a free slot"),
-        Spec("stall_timeout", _parse_seconds, None, True,
-             "seconds a full buffer may wait for its consumer before the stream is closed"),
-        Spec("max_threads", _parse_positive_int, 16, False,
-             "worker threads running models, in all"),
-        Spec("stuck_warning", _parse_seconds, 30.0, False,
-             "seconds after a cancel before a still-busy worker is logged as stuck"),
+        Spec(
+            "queue_timeout", _parse_seconds, None, True, "seconds a prompt may wait for a free slot"
+        ),
+        Spec(
+            "stall_timeout",
+            _parse_seconds,
+            None,
+            True,
+            "seconds a full buffer may wait for its consumer before the stream is closed",
+        ),
+        Spec(
+            "max_threads", _parse_positive_int, 16, False, "worker threads running models, in all"
+        ),
+        Spec(
+            "stuck_warning",
+            _parse_seconds,
+            30.0,
+            False,
+            "seconds after a cancel before a still-busy worker is logged as stuck",
+        ),
     )
 }
 
@@ -153,7 +185,7 @@ def read_overrides(path: Path | None = None) -> dict[str, dict[str, Any]]:
         raise SettingError(f"{path} is not valid JSON: {error}") from None
     models = raw.get("models", {}) if isinstance(raw, dict) else None
     if not isinstance(models, dict):
-        raise SettingError(f"{path} must hold an object {{\"models\": {{MODEL_ID: {{...}}}}}}")
+        raise SettingError(f'{path} must hold an object {{"models": {{MODEL_ID: {{...}}}}}}')
     for model_id, values in models.items():
         if not isinstance(values, dict):
             raise SettingError(f"{path}: entry for {model_id!r} must be an object")
@@ -196,7 +228,9 @@ def resolve(model_id: str, environ: Mapping[str, str] | None = None) -> Settings
             values[name] = parse_value(name, environ[spec.env_var], where=spec.env_var)
             sources[name] = "env"
         elif spec.per_model and name in overrides:
-            values[name] = parse_value(name, overrides[name], where=f"{SETTINGS_FILENAME} [{model_id}]")
+            values[name] = parse_value(
+                name, overrides[name], where=f"{SETTINGS_FILENAME} [{model_id}]"
+            )
             sources[name] = "file"
         else:
             values[name] = spec.default

@@ -79,7 +79,7 @@ class _TwinMixin:
     @property
     def key(self) -> str | None:
         overrides = self.__dict__.get("_overrides", {})
-        return overrides["key"] if "key" in overrides else self.sync_model.key
+        return overrides.get("key", self.sync_model.key)
 
     @key.setter
     def key(self, value: str | None) -> None:
@@ -125,6 +125,7 @@ class _TwinMixin:
         if config.affinity == "model":
             submit = workers.dedicated_thread(model_key(sync_model), model_id).submit
         else:
+
             def submit(job: workers.Job) -> None:
                 workers.start_thread(model_id, job)
 
@@ -184,13 +185,17 @@ async def _bounded(
     limits_: list[tuple[float, Exception]] = []
     if config.queue_timeout is not None:
         limits_.append(
-            (config.queue_timeout - (time.monotonic() - started_at),
-             QueueTimeoutError(model_id, config.queue_timeout))
+            (
+                config.queue_timeout - (time.monotonic() - started_at),
+                QueueTimeoutError(model_id, config.queue_timeout),
+            )
         )
     if config.timeout is not None:
         limits_.append(
-            (started_at + config.timeout - time.monotonic(),
-             ResponseTimeoutError(model_id, config.timeout))
+            (
+                started_at + config.timeout - time.monotonic(),
+                ResponseTimeoutError(model_id, config.timeout),
+            )
         )
     if not limits_:
         await acquire

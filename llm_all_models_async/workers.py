@@ -38,9 +38,7 @@ class DedicatedThread:
 
     def __init__(self, model_id: str) -> None:
         self._jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
-        self.thread = threading.Thread(
-            target=self._run, name=thread_name(model_id), daemon=True
-        )
+        self.thread = threading.Thread(target=self._run, name=thread_name(model_id), daemon=True)
         self.thread.start()
 
     def submit(self, job: Job) -> None:
