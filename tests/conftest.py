@@ -1,13 +1,10 @@
-"""Shared fixtures: an isolated llm user dir, the test models plugin, and leak checks."""
+"""Shared fixtures: an isolated llm user dir, the fake models plugin, and leak checks."""
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import llm
@@ -15,12 +12,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import models as test_models
+import fake_models
+from helpers import wait_until, worker_threads
 
-if not llm.plugins.pm.is_registered(test_models):
-    llm.plugins.pm.register(test_models, name="llm-async-test-models")
-
-WORKER_PREFIX = "llm-async:"
+if not llm.plugins.pm.is_registered(fake_models):
+    llm.plugins.pm.register(fake_models, name="llm-async-fake-models")
 
 
 @pytest.fixture(autouse=True)
@@ -33,20 +29,6 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
         if name.startswith("LLM_ASYNC_"):
             monkeypatch.delenv(name)
     yield user_dir
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    """Bounded polling: return once ``predicate()`` holds, fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        gc.collect()
-        threading.Event().wait(0.002)
-
-
-def worker_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith(WORKER_PREFIX)]
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import threading
 
 import llm
 import pytest
-from conftest import wait_until, worker_threads
-from models import Endless, UntilCancelled, Wait, script
+from fake_models import Endless, UntilCancelled, Wait, script
+from helpers import wait_until, worker_threads
 
 import llm_all_models_async
 
@@ -55,7 +55,7 @@ async def test_task_cancel_releases_the_caller_and_closes_the_generator():
 
 
 async def test_wait_for_timeout_releases_the_caller():
-    response, iterator, run, release = await _first_chunk_then_block()
+    _response, iterator, run, release = await _first_chunk_then_block()
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(iterator.__anext__(), 0.05)
     pulled = run.pulled
@@ -64,7 +64,7 @@ async def test_wait_for_timeout_releases_the_caller():
 
 
 async def test_aclose_closes_the_generator():
-    response, iterator, run, release = await _first_chunk_then_block()
+    response, _iterator, run, release = await _first_chunk_then_block()
     await response._generator.aclose()
     pulled = run.pulled
     release.set()
@@ -177,9 +177,9 @@ def test_process_exit_does_not_wait_for_a_stuck_worker(tmp_path):
         """
         import asyncio, sys, threading
         sys.path.insert(0, sys.argv[1])
-        import llm, models
-        llm.plugins.pm.register(models, name="test-models")
-        prompt, run = models.script("first", models.Wait(threading.Event(), timeout=3600))
+        import llm, fake_models
+        llm.plugins.pm.register(fake_models, name="fake-models")
+        prompt, run = fake_models.script("first", fake_models.Wait(threading.Event(), timeout=3600))
 
         async def main():
             response = llm.get_async_model("probe").prompt(prompt)

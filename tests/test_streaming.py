@@ -7,8 +7,8 @@ import threading
 
 import llm
 import pytest
-from conftest import wait_until
-from models import REQUEST_ID, Endless, Wait, script
+from fake_models import REQUEST_ID, Endless, Wait, script
+from helpers import wait_until
 
 pytestmark = pytest.mark.usefixtures("no_leaked_workers")
 
