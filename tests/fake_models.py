@@ -210,6 +210,18 @@ class ResponseApi(llm.Model):
         yield "plain"
 
 
+class ToolRunner(llm.Model):
+    """Runs its own tool call from inside ``execute()`` (``response.execute_tool_call``, 0.32+)."""
+
+    model_id = "tool-runner"
+    supports_tools = True
+
+    def execute(self, prompt, stream, response, conversation):
+        call = llm.ToolCall(name=prompt.tools[0].name, arguments={"x": 40}, tool_call_id="r1")
+        result = response.execute_tool_call(call)
+        yield f"the tool returned {result.output}"
+
+
 class LazyLoad(llm.Model):
     """Loads a shared resource lazily with no lock, as llm-mrchatterbox does."""
 
@@ -266,6 +278,7 @@ def register_models(register):
     register(History())
     register(NoConversation())
     register(ResponseApi())
+    register(ToolRunner())
     register(LazyLoad())
     register(ThreadBound())
     register(NativeSync(), NativeAsync())

@@ -91,6 +91,15 @@ async def test_tool_calls_and_chain_with_a_tool():
     assert "tool said 4" in await chain.text()
 
 
+@pytest.mark.skipif(
+    not hasattr(llm.Response, "execute_tool_call"),
+    reason="Response.execute_tool_call exists from llm 0.32; install llm>=0.32 to run",
+)
+async def test_execute_tool_call_from_the_sync_execute_runs_the_tool():
+    response = llm.get_async_model("tool-runner").prompt("go", tools=[add_numbers])
+    assert await response.text() == "the tool returned 42"
+
+
 async def test_async_response_logs_to_the_database(isolated_env):
     import sqlite_utils
     from llm.migrations import migrate
