@@ -167,9 +167,10 @@ async def test_stall_timeout_closes_a_stream_nobody_reads(monkeypatch):
 
 async def test_threads_return_to_baseline_after_many_cancelled_streams():
     baseline = len(worker_threads())
+    model = llm.get_async_model("probe")
     for _ in range(100):
         prompt, _run = script(Endless())
-        response = llm.get_async_model("probe").prompt(prompt)
+        response = model.prompt(prompt)
         iterator = response.__aiter__()
         await iterator.__anext__()
         await response._generator.aclose()
