@@ -1,0 +1,26 @@
+"""The conformance suite: checks any installed sync-only llm model through the adapter.
+
+Three ways to run it (see conformance/README.md): ``pytest --pyargs conformance --llm-model
+ID``, ``llm async check ID`` (:func:`conformance.runner.main`), or a test class in the
+plugin's own suite that subclasses :class:`SyncModelConformance`.  Importing this package is
+cheap: the standard class is loaded on first access.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.2.0"
+__all__ = ["DERIVE", "SyncModelConformance", "__version__", "overridden"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("SyncModelConformance", "DERIVE"):
+        from . import standard
+
+        return getattr(standard, name)
+    if name == "overridden":
+        from .marks import overridden
+
+        return overridden
+    raise AttributeError(f"module 'conformance' has no attribute {name!r}")
