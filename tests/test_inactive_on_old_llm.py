@@ -1,5 +1,5 @@
 """On llm 0.29 (adapter installed with --no-deps) llm keeps working and the adapter says once
-that it is inactive.  Runs only where llm < 0.30 is installed: ``tox -e unit-llm029``."""
+that it is inactive.  Runs only where llm < 0.30 is installed: ``tox -e llm029-markov``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ LLM_VERSION = tuple(int(part) for part in version("llm").split(".")[:2])
 
 pytestmark = pytest.mark.skipif(
     LLM_VERSION >= (0, 30),
-    reason=f"needs llm 0.29 (installed: {version('llm')}); run `tox -e unit-llm029`",
+    reason=f"needs llm 0.29 (installed: {version('llm')}); run `tox -e llm029-markov`",
 )
 
 WARNING = "llm-all-models-async needs llm 0.30 or later"

@@ -127,7 +127,7 @@ def test_cli_models_shows_status_and_effective_settings(monkeypatch):
     assert rows["probe"]["status"] == "twin"
     assert rows["probe"]["settings"]["timeout"] == {"value": 7.0, "source": "file"}
     assert rows["options-model"]["status"] == "excluded"
-    assert rows["echo"]["status"] == "native async"
+    assert rows["native-async"]["status"] == "native async"
     text = _run("models").output
     assert "probe: twin (aliases: probe-alias)" in text
     assert "  timeout=7.0 (file)" in text
