@@ -62,7 +62,9 @@ class Channel:
         self.model_id = model_id
         self.capacity = capacity
         self.stall_timeout = stall_timeout
-        self.lock = threading.Lock()
+        # Re-entrant: the consumer handle's finaliser (stop) may run from a garbage
+        # collection triggered on the worker thread while it holds the lock.
+        self.lock = threading.RLock()
         self.room = threading.Condition(self.lock)
         self.items: collections.deque[Any] = collections.deque()
         self.stopped = False
@@ -71,6 +73,7 @@ class Channel:
         self.waiter: asyncio.Future[None] | None = None
         self.waiter_loop: asyncio.AbstractEventLoop | None = None
         self.closed = threading.Event()
+        self.worker_started_at: float | None = None
         self.pulled_after_stop = 0
         self.high_water = 0
 
@@ -117,6 +120,12 @@ class Channel:
             self._wake_locked()
             return True
 
+    def mark_started(self) -> None:
+        """Record that the worker has begun (the first-chunk clock starts here)."""
+        with self.lock:
+            self.worker_started_at = time.monotonic()
+            self._wake_locked()  # a waiting consumer recomputes its deadline
+
     def finish(self, error: BaseException | None) -> None:
         """Record the end of the stream (``error`` None: exhausted normally)."""
         with self.lock:
@@ -152,6 +161,9 @@ def _produce(
     iterator: Any = None
     error: BaseException | None = None
     try:
+        channel.mark_started()
+        if channel.stopped:  # stopped while this job waited for its thread
+            return
         iterator = make_iterator()
         source = iter(iterator)
         while channel.wait_for_room():
@@ -187,17 +199,10 @@ def _produce(
 class ThreadStream:
     """The consumer's handle on one stream: ``async for item in stream``."""
 
-    def __init__(
-        self,
-        channel: Channel,
-        deadlines: Deadlines,
-        started_at: float,
-        worker_started_at: float,
-    ) -> None:
+    def __init__(self, channel: Channel, deadlines: Deadlines, started_at: float) -> None:
         self._channel = channel
         self._deadlines = deadlines
         self._started_at = started_at
-        self._worker_started_at = worker_started_at
         self._received = 0
         # Dropped without stop() (e.g. the event loop went away): stop anyway.
         self._finalizer = weakref.finalize(self, channel.stop)
@@ -258,10 +263,15 @@ class ThreadStream:
             candidates.append(
                 (self._started_at + d.timeout - now, ResponseTimeoutError(model_id, d.timeout))
             )
-        if self._received == 0 and d.first_chunk_timeout is not None:
+        worker_started_at = self._channel.worker_started_at
+        if (
+            self._received == 0
+            and d.first_chunk_timeout is not None
+            and worker_started_at is not None
+        ):
             candidates.append(
                 (
-                    self._worker_started_at + d.first_chunk_timeout - now,
+                    worker_started_at + d.first_chunk_timeout - now,  # type: ignore[operator]
                     FirstChunkTimeoutError(model_id, d.first_chunk_timeout),
                 )
             )
@@ -289,7 +299,7 @@ def open_stream(
     """
     channel = Channel(model_id, capacity, deadlines.stall_timeout)
     context = contextvars.copy_context()
-    stream = ThreadStream(channel, deadlines, started_at, time.monotonic())
+    stream = ThreadStream(channel, deadlines, started_at)
 
     def job() -> None:
         context.run(_produce, channel, make_iterator, on_exit)

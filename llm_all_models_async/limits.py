@@ -37,11 +37,15 @@ class SlotLimiter:
             return len(self._waiters)
 
     async def acquire(self, limit: int | None = None) -> None:
-        """Take a slot, waiting in line if none is free; cancellation leaves the line cleanly."""
+        """Take a slot, waiting in line if none is free; cancellation leaves the line cleanly.
+
+        A new ``limit`` applies at once: raising it admits prompts already in line.
+        """
         loop = asyncio.get_running_loop()
         with self._lock:
-            if limit is not None:
+            if limit is not None and limit != self.limit:
                 self.limit = limit
+                self._admit_locked()
             if self.in_use < self.limit and not self._waiters:
                 self.in_use += 1
                 return
@@ -59,24 +63,25 @@ class SlotLimiter:
             raise
 
     def release(self) -> None:
-        """Free a slot, handing it to the longest waiter; safe from any thread."""
+        """Free a slot and admit the longest waiters that now fit; safe from any thread."""
         with self._lock:
             self._release_locked()
 
     def _release_locked(self) -> None:
-        while self._waiters and self.in_use <= self.limit:
+        self.in_use -= 1
+        self._admit_locked()
+
+    def _admit_locked(self) -> None:
+        while self._waiters and self.in_use < self.limit:
             waiter = self._waiters.popleft()
             if waiter.future.cancelled():
                 continue
-            waiter.granted = True
             try:
                 waiter.loop.call_soon_threadsafe(_grant, waiter.future)
             except RuntimeError:
-                # The waiter's loop is closed: nobody will take this slot.
-                waiter.granted = False
-                continue
-            return
-        self.in_use -= 1
+                continue  # the waiter's loop is closed: nobody will take this slot
+            waiter.granted = True
+            self.in_use += 1
 
 
 def _grant(future: asyncio.Future[None]) -> None:

@@ -158,9 +158,12 @@ class _TwinMixin:
 async def _acquire_slots(sync_model: Any, config: settings.Settings, started_at: float) -> Any:
     """Wait, first come first served, for a model slot and a thread slot; return ``release``."""
     model_id = str(sync_model.model_id)
-    model_slots = limits.model_limiter(model_key(sync_model), config.model_concurrency)
+    # A model pinned to one dedicated thread runs one prompt at a time: let the others wait
+    # in the cancellable FIFO line rather than in that thread's job queue.
+    concurrency = 1 if config.affinity == "model" else config.model_concurrency
+    model_slots = limits.model_limiter(model_key(sync_model), concurrency)
     thread_slots = limits.global_threads
-    await _bounded(model_slots.acquire(config.model_concurrency), model_id, config, started_at)
+    await _bounded(model_slots.acquire(concurrency), model_id, config, started_at)
     try:
         await _bounded(thread_slots.acquire(config.max_threads), model_id, config, started_at)
     except BaseException:
