@@ -8,9 +8,13 @@ cheap: the standard class is loaded on first access.
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-__version__ = "0.2.0"
+try:  # the suite ships with, and is versioned as, llm-all-models-async
+    __version__ = version("llm-all-models-async")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0"
 __all__ = ["DERIVE", "SyncModelConformance", "__version__", "overridden"]
 
 

@@ -1,0 +1,1 @@
+"""The clause mixins; ``SyncModelConformance`` (in ``conformance.standard``) combines them all."""

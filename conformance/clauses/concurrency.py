@@ -1,0 +1,141 @@
+"""Concurrency clauses: the per-model limit holds, results match serial ones, fds 1/2 survive."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from .. import adapter
+from ..context import Context
+from ..instrument import Plan
+from ..marks import clause
+from ..resources import describe_fd, fd_identity
+from ..subject import RunResult, differences
+from ..waiting import async_wait_until
+
+BOUND = 15.0
+VIOLATION_WINDOW = 0.3  # bounded wait for an execute beyond the limit to start
+STDIO = ((1, "stdout"), (2, "stderr"))
+
+
+def limit_of(ctx: Context) -> int:
+    declared = ctx.caps.values.get("model_concurrency")
+    if declared is not None:
+        return int(declared)
+    return adapter.configured_concurrency(ctx.model_id) or 1
+
+
+def reachable(ctx: Context, limit: int) -> tuple[int, str]:
+    """How many executes may overlap: the model limit, capped by the global thread limit."""
+    found = adapter.settings_of(ctx.model_id)
+    if found is None:
+        return limit, f"model_concurrency={limit}"
+    cap = min(limit, int(found.max_threads))
+    return cap, (f"model_concurrency={limit}, max_threads={found.max_threads}, "
+                 f"affinity={found.affinity}")
+
+
+async def _overlapped(ctx: Context, count: int, limit: int) -> tuple[list[RunResult], int, bool]:
+    """Start ``count`` prompts held after their first chunk; release them once ``limit`` run."""
+    plan = ctx.use(Plan(gate_after=1, pad_to=2))
+    twin = ctx.twin()
+    tasks = [asyncio.ensure_future(ctx.async_run(model=twin)) for _ in range(count)]
+    try:
+        reached = await async_wait_until(
+            lambda: ctx.instrument.active >= min(count, limit), BOUND)
+        # Bounded wait for a violation: one more execute than allowed starting.
+        await async_wait_until(lambda: ctx.instrument.active > limit, VIOLATION_WINDOW)
+    finally:
+        plan.gate.set()
+    done, pending = await asyncio.wait(tasks, timeout=BOUND * 2)
+    for task in pending:
+        task.cancel()
+    results = [t.result() if t in done and not t.cancelled() else RunResult(error=TimeoutError(
+        "did not finish")) for t in tasks]
+    return results, ctx.instrument.max_active, reached
+
+
+class ConcurrencyClauses:
+    """concurrency.*: many prompts at once on one model."""
+
+    @clause("concurrency.limit")
+    def test_concurrency_limit(self, llm_conformance: Context) -> None:
+        ctx = llm_conformance
+        limit = limit_of(ctx)
+        expected, settings = reachable(ctx, limit)
+        count = max(ctx.samples.concurrent_prompts, limit + 1)
+        results, most, reached = ctx.loop(lambda: _overlapped(ctx, count, expected))
+        failed = [r.error for r in results if r.error is not None]
+        assert most <= limit, (
+            f"{most} executes ran at once although model_concurrency={limit}: the adapter "
+            "does not serialise this model"
+        )
+        assert reached, (
+            f"only {most} of {count} prompts ran at once although {settings} allows "
+            f"{expected}"
+        )
+        assert not failed, f"{len(failed)} of {count} concurrent prompts failed: {failed[0]!r}"
+        ctx.note(f"{count} prompts, at most {most} at once ({settings})")
+
+    @clause("concurrency.same_results")
+    def test_concurrency_same_results(self, llm_conformance: Context) -> None:
+        ctx = llm_conformance
+        count = max(2, ctx.samples.concurrent_prompts)
+        ctx.use(Plan())
+        serial = [ctx.twin_run() for _ in range(count)]
+        twin = ctx.twin()
+
+        async def main() -> list[RunResult]:
+            return list(await asyncio.gather(*(ctx.async_run(model=twin) for _ in range(count))))
+
+        ctx.use(Plan())
+        concurrent = ctx.loop(main)
+        errors = [r.error for r in concurrent if r.error is not None]
+        assert not errors, f"{len(errors)} of {count} concurrent prompts failed: {errors[0]!r}"
+        exact = ctx.deterministic(reseeded=False)
+        for index, (one, other) in enumerate(zip(serial, concurrent, strict=False)):
+            if exact:
+                found = differences(one.comparable(), other.comparable(), ("serial", "concurrent"))
+            else:
+                found = differences(one.shape(), other.shape(), ("serial", "concurrent"))
+            assert not found, f"prompt {index + 1}: " + "; ".join(found)
+        ctx.note(f"{count} concurrent prompts " + (
+            "identical to serial ones" if exact else
+            "compared on shape: the model's output depends on shared random state"))
+
+    @clause("concurrency.stdio")
+    def test_concurrency_stdio(self, llm_conformance: Context) -> None:
+        ctx = llm_conformance
+        limit = limit_of(ctx)
+        expected, _ = reachable(ctx, limit)
+        count = max(ctx.samples.concurrent_prompts, limit + 1)
+        before = {fd: (fd_identity(fd), describe_fd(fd)) for fd, _ in STDIO}
+        saved = {fd: os.dup(fd) for fd, _ in STDIO if before[fd][0] is not None}
+        problems = []
+        try:
+            results, _, _ = ctx.loop(lambda: _overlapped(ctx, count, expected))
+            for fd, name in STDIO:
+                identity, where = before[fd]
+                now = fd_identity(fd)
+                if now != identity:
+                    problems.append(f"fd {fd} ({name}) pointed to {where} before and to "
+                                    f"{describe_fd(fd)} after")
+                    continue
+                try:
+                    os.write(fd, b"")
+                except OSError as error:
+                    problems.append(f"fd {fd} ({name}) no longer accepts writes: {error}")
+        finally:
+            for fd, copy in saved.items():
+                if fd_identity(fd) != before[fd][0]:
+                    os.dup2(copy, fd)
+                os.close(copy)
+        assert not problems, (
+            f"after {count} concurrent prompts (model_concurrency={limit}): "
+            + "; ".join(problems)
+            + ": the model redirects file descriptors process-wide (os.dup2), which is unsafe "
+            "when executes overlap; keep model_concurrency at 1 for it"
+        )
+        failed = [r.error for r in results if r.error is not None]
+        assert not failed, f"{len(failed)} concurrent prompts failed: {failed[0]!r}"
+        ctx.note(f"fds 1 and 2 unchanged after {count} prompts (model_concurrency={limit})")

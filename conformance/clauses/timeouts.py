@@ -1,0 +1,182 @@
+"""Timeout clauses: each adapter limit fires a TimeoutError subclass and leaves no thread behind."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from .. import adapter
+from ..context import Context
+from ..instrument import Plan
+from ..marks import clause
+from ..waiting import async_wait_until, wait_until
+
+LIMIT = "0.3"
+BOUND = 5.0
+
+
+class NoTimeout(Exception):
+    """The outer bound of the test expired before any adapter timeout fired."""
+
+
+def _only(ctx: Context, settings: dict[str, str]) -> None:
+    for name in adapter.TIMEOUT_SETTINGS:
+        ctx.monkeypatch.delenv(name, raising=False)
+    for name, value in settings.items():
+        ctx.monkeypatch.setenv(name, value)
+
+
+async def _consume(response: Any) -> list[Any]:
+    chunks = []
+    async for chunk in response:
+        chunks.append(chunk)
+    return chunks
+
+
+async def _expect_error(response: Any) -> BaseException | None:
+    try:
+        await asyncio.wait_for(_consume(response), BOUND)
+    except asyncio.TimeoutError as error:
+        if getattr(error, "setting", None) is None:
+            return NoTimeout(f"no adapter timeout within {BOUND:g}s")
+        return error
+    except Exception as error:
+        return error
+    return None
+
+
+def _verdict(ctx: Context, setting: str, error: BaseException | None, plan: Plan,
+             threads_before: set[int]) -> None:
+    plan.release()
+    records = list(ctx.instrument.records)
+    for record in records:
+        record.done.wait(BOUND)
+    left = []
+    if not wait_until(lambda: not _new_workers(ctx, threads_before), BOUND):
+        left = _new_workers(ctx, threads_before)
+    problem = adapter.timeout_error_problem(
+        None if isinstance(error, NoTimeout) else error, setting, ctx.model_id
+    )
+    if isinstance(error, NoTimeout):
+        problem = f"{error} although {setting}={LIMIT}"
+    assert problem is None, f"{setting}: {problem}"
+    assert not left, f"{setting} fired but left worker thread(s) running: {left}"
+    still = [r for r in records if not r.done.is_set()]
+    assert not still, f"{setting} fired but the sync generator kept running"
+    ctx.note(f"{type(error).__name__}: {error}")
+
+
+def _new_workers(ctx: Context, before: set[int]) -> list[str]:
+    return [t.name for t in threading.enumerate()
+            if adapter.is_worker_thread_name(t.name) and t.ident not in before]
+
+
+def _workers_now() -> set[int]:
+    return {t.ident or 0 for t in threading.enumerate() if adapter.is_worker_thread_name(t.name)}
+
+
+def _warm_up(ctx: Context) -> None:
+    """One quick prompt first, so long-lived workers (affinity=model) exist before counting."""
+    ctx.use(Plan(synthetic=("warm",)))
+    ctx.twin_run()
+    ctx.instrument.wait_for_idle(BOUND)
+
+
+def _single(ctx: Context, setting: str, plan: Plan) -> None:
+    _warm_up(ctx)
+    _only(ctx, {setting: LIMIT})
+    ctx.use(plan)
+    before = _workers_now()
+    twin = ctx.twin()
+
+    async def main() -> BaseException | None:
+        response = twin.prompt(ctx.samples.prompt, **ctx.prompt_kwargs())
+        try:
+            return await _expect_error(response)
+        finally:
+            plan.release()
+
+    _verdict(ctx, setting, ctx.loop(main), plan, before)
+
+
+class TimeoutClauses:
+    """timeouts.*: LLM_ASYNC_TIMEOUT, _FIRST_CHUNK_, _IDLE_, _QUEUE_ and _STALL_TIMEOUT."""
+
+    @clause("timeouts.response")
+    def test_timeouts_response(self, llm_conformance: Context) -> None:
+        _single(llm_conformance, "LLM_ASYNC_TIMEOUT", Plan(gate_after=1, pad_to=3))
+
+    @clause("timeouts.first_chunk")
+    def test_timeouts_first_chunk(self, llm_conformance: Context) -> None:
+        _single(llm_conformance, "LLM_ASYNC_FIRST_CHUNK_TIMEOUT",
+                Plan(hold_first=threading.Event()))
+
+    @clause("timeouts.idle")
+    def test_timeouts_idle(self, llm_conformance: Context) -> None:
+        _single(llm_conformance, "LLM_ASYNC_IDLE_TIMEOUT", Plan(gate_after=1, pad_to=3))
+
+    @clause("timeouts.queue")
+    def test_timeouts_queue(self, llm_conformance: Context) -> None:
+        ctx = llm_conformance
+        setting = "LLM_ASYNC_QUEUE_TIMEOUT"
+        _only(ctx, {setting: LIMIT})
+        ctx.monkeypatch.setenv("LLM_ASYNC_MODEL_CONCURRENCY", "1")
+        _warm_up(ctx)
+        plan = ctx.use(Plan(gate_after=1, pad_to=2))
+        before = _workers_now()
+        twin = ctx.twin()
+
+        async def main() -> tuple[BaseException | None, Any]:
+            first = asyncio.create_task(_consume(
+                twin.prompt(ctx.samples.prompt, **ctx.prompt_kwargs())))
+            try:
+                if not await async_wait_until(lambda: bool(ctx.instrument.records), BOUND):
+                    return NoTimeout("the first prompt never started"), None
+                error = await _expect_error(
+                    twin.prompt(ctx.samples.prompt, **ctx.prompt_kwargs()))
+            finally:
+                plan.release()
+            try:
+                finished: Any = await asyncio.wait_for(first, BOUND)
+            except Exception as failure:
+                finished = failure
+            return error, finished
+
+        error, first_result = ctx.loop(main)
+        assert not isinstance(first_result, BaseException), (
+            f"the prompt holding the model failed: {type(first_result).__name__}: {first_result}"
+        )
+        assert len(ctx.instrument.records) == 1, (
+            "the queued prompt reached execute() although model_concurrency=1 was busy"
+        )
+        _verdict(ctx, setting, error, plan, before)
+
+    @clause("timeouts.stall")
+    def test_timeouts_stall(self, llm_conformance: Context) -> None:
+        ctx = llm_conformance
+        setting = "LLM_ASYNC_STALL_TIMEOUT"
+        _only(ctx, {setting: LIMIT})
+        ctx.monkeypatch.setenv("LLM_ASYNC_BUFFER", "1")
+        _warm_up(ctx)
+        plan = ctx.use(Plan(pad_to=6))
+        before = _workers_now()
+        twin = ctx.twin()
+
+        async def main() -> BaseException | None:
+            response = twin.prompt(ctx.samples.prompt, **ctx.prompt_kwargs())
+            iterator = response.__aiter__()
+            await asyncio.wait_for(iterator.__anext__(), BOUND)
+            record = ctx.records(1)[0]
+            # Stop reading: the worker fills the buffer, then must give up and close.
+            if not await async_wait_until(record.done.is_set, BOUND):
+                return NoTimeout(f"the worker was still waiting {BOUND:g}s after the stall")
+            return await _expect_error(iterator)
+
+        error = ctx.loop(main)
+        record = ctx.records(1)[0]
+        _verdict(ctx, setting, error, plan, before)
+        assert record.ended_by == "close" and record.end_thread == record.thread, (
+            f"after the stall the generator {record.describe_end()}, expected a close on its "
+            "worker thread"
+        )

@@ -1,0 +1,167 @@
+"""Per-class bench (model, capabilities, samples, instrument) and the per-test clause context."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from . import adapter, capabilities, subject
+from .capabilities import Capabilities
+from .hermetic import Hermetic
+from .instrument import Instrument, Plan, Record
+from .outcomes import NOTE_KEY
+from .samples import Samples
+from .subject import Models, RunResult
+
+RELEASE_BOUND = 10.0
+
+
+@dataclass
+class Bench:
+    """Everything one test class shares: built once, torn down with the class."""
+
+    model_id: str | None
+    place: Hermetic | None = None
+    models: Models | None = None
+    caps: Capabilities | None = None
+    samples: Samples | None = None
+    instrument: Instrument | None = None
+    reseed_hook: Callable[[int], None] | None = None
+    setup_error: str | None = None
+    inactive_reason: str | None = None
+    cell: str | None = None
+    _determinism: dict[str, bool] = field(default_factory=dict)
+    _references: dict[Any, RunResult] = field(default_factory=dict)
+
+    def reseed(self) -> None:
+        if self.samples is not None and self.samples.seed is not None and self.reseed_hook:
+            self.reseed_hook(self.samples.seed)
+
+
+class Context:
+    """What a clause works with: the bench plus per-test helpers."""
+
+    def __init__(self, bench: Bench, request: pytest.FixtureRequest,
+                 monkeypatch: pytest.MonkeyPatch) -> None:
+        self.bench = bench
+        self.request = request
+        self.monkeypatch = monkeypatch
+        assert bench.models and bench.caps and bench.samples and bench.instrument
+        self.models: Models = bench.models
+        self.caps: Capabilities = bench.caps
+        self.samples: Samples = bench.samples
+        self.instrument: Instrument = bench.instrument
+        self.model_id: str = bench.models.model_id
+
+    # -- reporting and skipping ----------------------------------------------------------
+
+    def note(self, text: str) -> None:
+        """A line shown as the reason of a passing clause (in the table and the JSON)."""
+        self.request.node.user_properties.append((NOTE_KEY, text))
+
+    def require(self, name: str, wanted: Any = True) -> None:
+        value = self.caps.values.get(name)
+        ok = bool(value) if wanted is True else value == wanted
+        if not ok:
+            pytest.skip(capabilities.skip_reason(self.caps, name, wanted))
+
+    # -- models --------------------------------------------------------------------------
+
+    def twin(self) -> Any:
+        return subject.current_twin(self.models)
+
+    def sync(self) -> Any:
+        return subject.fresh_sync(self.models)
+
+    def prompt_kwargs(self, **extra: Any) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {}
+        if self.samples.system is not None:
+            kwargs["system"] = self.samples.system
+        options = dict(self.samples.prompt_options)
+        options.update(extra.pop("options", None) or {})
+        # Options as keyword arguments: the form every llm version accepts (0.36 adds options=).
+        kwargs.update(options)
+        kwargs.update(extra)
+        return kwargs
+
+    def chain_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``model.chain()``, which takes ``options=`` as a dict."""
+        kwargs: dict[str, Any] = {}
+        if self.samples.system is not None:
+            kwargs["system"] = self.samples.system
+        if self.samples.prompt_options:
+            kwargs["options"] = dict(self.samples.prompt_options)
+        return kwargs
+
+    # -- running -------------------------------------------------------------------------
+
+    def use(self, plan: Plan | None = None) -> Plan:
+        return self.instrument.use(plan)
+
+    def loop(self, factory: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+        return asyncio.run(factory())
+
+    def sync_run(self, prompt: str | None = None, **kwargs: Any) -> RunResult:
+        prompt = self.samples.prompt if prompt is None else prompt
+        return subject.run_sync(self.sync(), self.bench.reseed, prompt,
+                                **self.prompt_kwargs(**kwargs))
+
+    async def async_run(self, prompt: str | None = None, *, model: Any = None,
+                        **kwargs: Any) -> RunResult:
+        prompt = self.samples.prompt if prompt is None else prompt
+        target = model if model is not None else self.twin()
+        return await subject.run_async(target, self.bench.reseed, prompt,
+                                       **self.prompt_kwargs(**kwargs))
+
+    def twin_run(self, prompt: str | None = None, **kwargs: Any) -> RunResult:
+        return self.loop(lambda: self.async_run(prompt, **kwargs))
+
+    def reference(self, prompt: str | None = None, **kwargs: Any) -> RunResult:
+        """The sync model's result for a prompt, cached per class."""
+        key = (prompt, repr(sorted(kwargs.items())))
+        cached = self.bench._references.get(key)
+        if cached is None:
+            cached = self.bench._references[key] = self.sync_run(prompt, **kwargs)
+        if cached.error is not None:
+            raise AssertionError(
+                f"the sync model itself failed on the sample prompt: "
+                f"{type(cached.error).__name__}: {cached.error}; fix the samples "
+                "(prompt, prompt_options) or the fixtures"
+            )
+        return cached
+
+    def deterministic(self, *, reseeded: bool = True) -> bool:
+        """Declared, or measured by running the sync model twice (reseeding or not)."""
+        declared = self.caps.values.get("deterministic")
+        if declared is not None:
+            return bool(declared)
+        key = "reseeded" if reseeded else "free"
+        if key not in self.bench._determinism:
+            saved = self.samples.seed
+            if not reseeded:
+                self.samples.seed = None
+            try:
+                first, second = self.sync_run(), self.sync_run()
+            finally:
+                self.samples.seed = saved
+            self.bench._determinism[key] = (
+                first.error is None and first.comparable() == second.comparable()
+            )
+        return self.bench._determinism[key]
+
+    # -- instrument records ----------------------------------------------------------------
+
+    def records(self, count: int = 1, timeout: float = 10.0) -> list[Record]:
+        records = self.instrument.wait_for_records(count, timeout)
+        assert len(records) >= count, (
+            f"expected {count} call(s) of the sync execute(), saw {len(records)}: the "
+            "adapter did not run the sync model"
+        )
+        return records
+
+    def is_twin(self, model: Any) -> bool:
+        return adapter.is_twin(model)

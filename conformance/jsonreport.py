@@ -1,0 +1,63 @@
+"""The JSON report of one run (schema ``llm-conformance-report/1``, see docs/CONTRACTS.md)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import adapter, features
+from .outcomes import ClassRun
+
+SCHEMA = "llm-conformance-report/1"
+
+
+def suite_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def build(run: ClassRun) -> dict[str, Any]:
+    info = adapter.info()
+    finished = run.finished or run.started
+    return {
+        "schema": SCHEMA,
+        "suite_version": suite_version(),
+        "adapter_version": info.version,
+        "adapter_active": info.active,
+        "llm_version": features.llm_version(),
+        "python_version": platform.python_version(),
+        "platform": f"{sys.platform}-{platform.machine()}",
+        "plugin": run.plugin,
+        "model_id": run.model_id,
+        "cell": run.cell,
+        "started": datetime.datetime.fromtimestamp(run.started, datetime.timezone.utc)
+        .isoformat().replace("+00:00", "Z"),
+        "duration_s": round(max(0.0, finished - run.started), 3),
+        "clauses": [result.as_dict() for result in run.ordered()],
+        "summary": run.summary(),
+    }
+
+
+def paths_for(path: Path, runs: list[ClassRun]) -> list[tuple[Path, ClassRun]]:
+    """One file per model: the path itself for one run, ``NAME-<model>.json`` for several."""
+    if len(runs) == 1:
+        return [(path, runs[0])]
+    out = []
+    for run in runs:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(run.model_id))
+        out.append((path.with_name(f"{path.stem}-{safe}{path.suffix or '.json'}"), run))
+    return out
+
+
+def write(path: Path, runs: list[ClassRun]) -> list[Path]:
+    written = []
+    for target, run in paths_for(path, runs):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(build(run), indent=2) + "\n")
+        written.append(target)
+    return written

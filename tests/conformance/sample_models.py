@@ -1,0 +1,179 @@
+"""Models for testing the conformance suite itself: one well-behaved, several torture models.
+
+Registered as an llm plugin inside pytester runs (see ``conftest.py``).  Each torture model
+breaks exactly one contract the suite checks, the way real plugins do:
+
+* ``torture-type``: its mid-stream error loses its type off the main thread (error
+  translation that depends on the thread, as with ``signal``-based timeouts).
+* ``torture-ignore-close``: its generator catches ``GeneratorExit`` and keeps yielding.
+* ``torture-reorder``: its chunks come out reordered when it runs off the main thread
+  (thread-local buffering).
+* ``torture-stdout``: redirects fd 1 with ``os.dup2`` while generating and restores it in the
+  wrong order when two generations overlap (gpt4all / llama.cpp style).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import llm
+from pydantic import field_validator
+
+KEY_ENV_VAR = "CONFORMANCE_GOOD_KEY"
+FAIL_PROMPT = "fail please"
+TOOL_PROMPT = "please use the tool"
+
+
+class GoodModelError(Exception):
+    """The good model's own error for FAIL_PROMPT."""
+
+
+class StreamBroken(Exception):
+    """torture-type's error on the main thread."""
+
+
+def words(prompt: Any) -> list[str]:
+    return [word.upper() + " " for word in (prompt.prompt or "empty").split()]
+
+
+class GoodOptions(llm.Options):
+    repeat: int | None = None
+
+    @field_validator("repeat")
+    @classmethod
+    def positive(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError("repeat must be >= 1")
+        return value
+
+
+class Good(llm.KeyModel):
+    """Deterministic, streaming, keyed, tools, schema, attachments, conversations."""
+
+    model_id = "conformance-good"
+    needs_key = "conformance-good"
+    key_env_var = KEY_ENV_VAR
+    can_stream = True
+    supports_tools = True
+    supports_schema = True
+    attachment_types = frozenset({"image/png"})
+    Options = GoodOptions
+
+    def execute(self, prompt: Any, stream: bool, response: Any, conversation: Any,
+                key: str | None = None) -> Iterator[str]:
+        if prompt.prompt == FAIL_PROMPT:
+            yield "partial "
+            raise GoodModelError("asked to fail")
+        history = [previous.text() for previous in conversation.responses] if conversation else []
+        if prompt.tool_results:
+            yield f"the tool said {prompt.tool_results[0].output}"
+            return
+        if prompt.prompt == TOOL_PROMPT:
+            response.add_tool_call(llm.ToolCall(name="conformance_multiply",
+                                                arguments={"a": 6, "b": 7}))
+            yield "calling the tool"
+            return
+        if prompt.schema:
+            yield json.dumps({"name": "Rex", "age": 3})
+            return
+        # Read defensively, so that an adapter without Options (0.1) still streams.
+        out = words(prompt) * (getattr(prompt.options, "repeat", None) or 1)
+        out.append(f"[turn {len(history) + 1}, {sum(len(h) for h in history)} chars before]")
+        for attachment in prompt.attachments:
+            out.append(f" [{attachment.resolve_type()} {len(attachment.content_bytes())} bytes]")
+        response.set_usage(input=len(words(prompt)), output=len(out))
+        yield from out
+
+
+class GoodSingleTurn(Good):
+    model_id = "conformance-single-turn"
+    supports_conversation = False
+
+
+class TortureType(llm.Model):
+    model_id = "torture-type"
+    can_stream = True
+
+    def execute(self, prompt: Any, stream: bool, response: Any, conversation: Any
+                ) -> Iterator[str]:
+        yield from words(prompt)[:1]
+        if prompt.prompt == FAIL_PROMPT:
+            error = StreamBroken("upstream closed after 1 chunk")
+            if threading.current_thread() is not threading.main_thread():
+                raise RuntimeError(str(error))  # the type is lost off the main thread
+            raise error
+        yield from words(prompt)[1:]
+
+
+class TortureIgnoreClose(llm.Model):
+    model_id = "torture-ignore-close"
+    can_stream = True
+
+    def execute(self, prompt: Any, stream: bool, response: Any, conversation: Any
+                ) -> Iterator[str]:
+        chunks = words(prompt) * 4
+        index = 0
+        while index < len(chunks):
+            with contextlib.suppress(GeneratorExit):  # ignores close(), goes on yielding
+                yield chunks[index]
+            index += 1
+
+
+class TortureReorder(llm.Model):
+    model_id = "torture-reorder"
+    can_stream = True
+
+    def execute(self, prompt: Any, stream: bool, response: Any, conversation: Any
+                ) -> Iterator[str]:
+        chunks = words(prompt)
+        if threading.current_thread() is not threading.main_thread():
+            for index in range(0, len(chunks) - 1, 2):
+                chunks[index], chunks[index + 1] = chunks[index + 1], chunks[index]
+        yield from chunks
+
+
+_stdout_lock = threading.Lock()
+_inside: list[threading.Event] = []
+
+
+class TortureStdout(llm.Model):
+    """Silences fd 1 while generating; overlapping runs restore it in the wrong order."""
+
+    model_id = "torture-stdout"
+    can_stream = True
+
+    def execute(self, prompt: Any, stream: bool, response: Any, conversation: Any
+                ) -> Iterator[str]:
+        restored = threading.Event()
+        with _stdout_lock:
+            earlier = list(_inside)
+            _inside.append(restored)
+            saved = os.dup(1)  # a later, overlapping run saves /dev/null here
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.close(devnull)
+        try:
+            yield from words(prompt)
+        finally:
+            for event in earlier:  # restore after the runs that started earlier
+                event.wait(2.0)
+            os.dup2(saved, 1)
+            os.close(saved)
+            restored.set()
+            with _stdout_lock:
+                _inside.remove(restored)
+
+
+@llm.hookimpl
+def register_models(register: Any) -> None:
+    register(Good(), aliases=["good-alias"])
+    register(GoodSingleTurn())
+    register(TortureType())
+    register(TortureIgnoreClose())
+    register(TortureReorder())
+    register(TortureStdout())

@@ -1,0 +1,84 @@
+"""Expected failures are strict and validated; overriding a standard test needs a reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow  # each test runs the suite in a subprocess
+
+SUITE = '''
+from conformance import SyncModelConformance, overridden
+import sample_models
+
+
+class TestDeclared(SyncModelConformance):
+    model_id = "conformance-good"
+    env = {sample_models.KEY_ENV_VAR: "sk-good"}
+    expected_failures = {"streaming.order": "believed broken, but it is not"}
+
+    @overridden("replaced to show that a declared override still reports its clause")
+    def test_streaming_no_stream(self, llm_conformance):
+        assert False, "deliberately broken replacement"
+
+
+class TestUndeclared(SyncModelConformance):
+    model_id = "conformance-single-turn"
+    env = {sample_models.KEY_ENV_VAR: "sk-good"}
+
+    def test_streaming_order(self, llm_conformance):
+        pass
+'''
+
+PYPROJECT = '''
+[tool.llm-conformance.expected-failures]
+"streaming.nonexistent" = "a typo: matches no clause"
+
+[tool.llm-conformance.models."conformance-good".expected-failures]
+"streaming.no_stream" = "our replacement test fails on purpose"
+'''
+
+ONLY = ("-k", "suite or streaming_order or no_stream")
+
+
+def test_expected_failures_are_strict_and_checked(run_suite: Any) -> None:
+    run = run_suite(SUITE, *ONLY, pyproject=PYPROJECT)
+    declared = run.clauses("conformance-good")
+    assert declared["streaming.no_stream"]["outcome"] == "xfailed", run.explain("conformance-good")
+    assert "our replacement test fails on purpose" in declared["streaming.no_stream"]["reason"]
+    assert "pyproject.toml" in declared["streaming.no_stream"]["reason"]
+    assert declared["streaming.order"]["outcome"] == "xpassed"
+    assert "believed broken, but it is not" in declared["streaming.order"]["reason"]
+    assert declared["suite.expectations"]["outcome"] == "error"
+    assert "'streaming.nonexistent' is not a clause id" in declared["suite.expectations"]["reason"]
+    assert declared["suite.overrides"]["outcome"] == "passed"
+
+    undeclared = run.clauses("conformance-single-turn")
+    assert undeclared["suite.overrides"]["outcome"] == "failed"
+    assert "test_streaming_order (streaming.order)" in undeclared["suite.overrides"]["reason"]
+    assert "@conformance.overridden" in undeclared["suite.overrides"]["reason"]
+    assert undeclared["streaming.order"]["outcome"] == "passed"
+    assert run.result.ret == 1
+
+
+def test_an_expected_failure_that_fails_keeps_the_run_green(run_suite: Any) -> None:
+    suite = SUITE.split("class TestUndeclared")[0].replace(
+        'expected_failures = {"streaming.order": "believed broken, but it is not"}',
+        'expected_failures = {"streaming.no_stream": "our replacement fails on purpose"}',
+    )
+    run = run_suite(suite, *ONLY)
+    clauses = run.clauses("conformance-good")
+    assert clauses["streaming.no_stream"]["outcome"] == "xfailed"
+    assert clauses["streaming.order"]["outcome"] == "passed"
+    assert run.result.ret == 0, run.explain("conformance-good")
+
+
+def test_expected_failures_file_option(run_suite: Any, pytester: Any) -> None:
+    pytester.makefile(
+        ".toml", expected='[expected-failures]\n"streaming.no_stream" = "from a file"\n')
+    suite = SUITE.split("class TestUndeclared")[0].replace(
+        'expected_failures = {"streaming.order": "believed broken, but it is not"}', "")
+    run = run_suite(suite, *ONLY, "--llm-expected-failures", "expected.toml")
+    clause = run.clauses("conformance-good")["streaming.no_stream"]
+    assert clause["outcome"] == "xfailed" and "from a file" in clause["reason"]

@@ -1,0 +1,70 @@
+"""A well-behaved model passes every clause that applies to it; the rest skip with a reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conformance import features
+from conformance.catalog import CLAUSES
+
+pytestmark = pytest.mark.slow  # each test runs the suite in a subprocess
+
+SUITE = '''
+from conformance import SyncModelConformance
+import sample_models
+
+
+class TestGood(SyncModelConformance):
+    model_id = "conformance-good"
+    env = {sample_models.KEY_ENV_VAR: "sk-good"}
+    failing_prompt = sample_models.FAIL_PROMPT
+    tool_prompt = sample_models.TOOL_PROMPT
+    options = {"repeat": 2}
+    invalid_options = {"repeat": 0}
+
+
+class TestSingleTurn(TestGood):
+    model_id = "conformance-single-turn"
+'''
+
+# Clauses that cannot apply to these models, and the words their skip reason must contain.
+EXPECTED_SKIPS: dict[str, dict[str, str]] = {
+    "conformance-good": {
+        "differential.native": "no native async model",
+        "conversation.rejected": "supports_conversation=True",
+    },
+    "conformance-single-turn": {
+        "differential.native": "no native async model",
+        "conversation.turns": "supports_conversation=False",
+    },
+}
+
+
+NEEDS_LLM_036 = {
+    "cancellation.aclose": "has no AsyncResponse.astream_events()",
+    "conversation.rejected": "has no supports_conversation",
+}
+
+
+def test_good_models_pass_every_applicable_clause(run_suite: Any) -> None:
+    if not features.has_astream_events():  # llm < 0.36
+        for skips in EXPECTED_SKIPS.values():
+            skips.update(NEEDS_LLM_036)
+    run = run_suite(SUITE)
+    for model_id, skips in EXPECTED_SKIPS.items():
+        clauses = run.clauses(model_id)
+        assert set(clauses) == set(CLAUSES), run.explain(model_id)
+        assert run.with_outcome(model_id, "failed", "error", "xpassed") == set(), (
+            run.explain(model_id))
+        assert run.with_outcome(model_id, "skipped") == set(skips), run.explain(model_id)
+        for clause_id, words in skips.items():
+            assert words in run.reason(model_id, clause_id)
+    assert run.result.ret == 0
+    report = run.reports["conformance-good"]
+    assert report["schema"] == "llm-conformance-report/1"
+    assert report["adapter_active"] is True
+    assert report["summary"]["passed"] == len(CLAUSES) - len(EXPECTED_SKIPS["conformance-good"])
+    run.result.stdout.fnmatch_lines(["*llm conformance: conformance-good*",
+                                     "*streaming.incremental*PASS*"])

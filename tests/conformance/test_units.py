@@ -1,0 +1,137 @@
+"""Unit tests of the suite's parts that need no model run: catalog, expectations, outcomes..."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from conformance import capabilities, expectations, jsonreport, samples
+from conformance.catalog import CLAUSES, GROUPS
+from conformance.clauses.suite import standard_tests, undeclared_overrides
+from conformance.marks import overridden
+from conformance.outcomes import ClassRun, ClauseResult, apply
+from conformance.standard import SyncModelConformance
+
+README = Path(__file__).parents[2] / "conformance" / "README.md"
+
+
+def test_every_clause_has_exactly_one_standard_test() -> None:
+    tests = standard_tests()
+    assert sorted(tests.values()) == sorted(CLAUSES)
+    for name, clause_id in tests.items():
+        assert name == "test_" + clause_id.replace(".", "_")
+
+
+def test_readme_documents_every_clause() -> None:
+    text = README.read_text()
+    documented = set(re.findall(r"^\| `([a-z_]+\.[a-z_]+)` \|", text, flags=re.M))
+    assert documented == set(CLAUSES)
+    assert GROUPS[0] == "suite"
+
+
+def test_override_guard() -> None:
+    class Sloppy(SyncModelConformance):
+        def test_streaming_order(self, llm_conformance: Any) -> None:
+            pass
+
+    class Careful(SyncModelConformance):
+        @overridden("streams one chunk per sentence")
+        def test_streaming_order(self, llm_conformance: Any) -> None:
+            pass
+
+    assert undeclared_overrides(Sloppy) == ["test_streaming_order (streaming.order)"]
+    assert undeclared_overrides(Careful) == []
+    with pytest.raises(ValueError):
+        overridden("  ")
+
+
+def test_expectations_sources_and_validation(tmp_path: Path) -> None:
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        '[tool.llm-conformance.expected-failures]\n'
+        '"loop.responsive" = "blocks the loop on purpose"\n'
+        '"loop.responsiv" = "typo"\n'
+        '[tool.llm-conformance.models.m.expected-failures]\n'
+        '"hygiene.fds" = "keeps its model file open"\n'
+        '"hygiene.threads" = ""\n'
+    )
+    found = expectations.load(model_id="m", pyproject=pyproject,
+                              class_entries={"loop.responsive": "class wins"},
+                              class_name="TestM")
+    assert set(found.entries) == {"loop.responsive", "hygiene.fds"}
+    assert found.entries["loop.responsive"].reason == "class wins"
+    assert [e.clause_id for e in found.unknown] == ["loop.responsiv"]
+    assert any("non-empty reason" in p for p in found.problems)
+    assert "[expected failure, pyproject.toml [tool.llm-conformance] [models.m]]" in (
+        found.reason_for("hygiene.fds") or "")
+    other = expectations.load(model_id="other", pyproject=pyproject)
+    assert "hygiene.fds" not in other.entries
+
+
+def test_samples_reject_unknown_names() -> None:
+    with pytest.raises(ValueError, match="unknown sample 'promt'"):
+        samples.build({"promt": "typo"})
+    built = samples.build({"prompt": "a"}, {"conversation_prompts": ["x"]}, {"seed": None})
+    assert built.turns() == ("x", "a again", "a once more")
+    assert built.seed == samples.Samples().seed  # None in a layer means "not set"
+    png = built.the_attachment(frozenset({"image/png"}))
+    assert png is not None and png.content_bytes() == samples.TINY_PNG
+    assert built.the_attachment(frozenset({"audio/wav"})) is None
+
+
+def test_capability_skip_reasons_say_how_to_enable() -> None:
+    model = SimpleNamespace(can_stream=False, Options=None, supports_tools=False,
+                            attachment_types=set())
+    caps = capabilities.derive(model, {"supports_schema": (True, "TestX")})
+    assert caps.supports_schema is True and caps.sources["supports_schema"] == "TestX"
+    reason = capabilities.skip_reason(caps, "supports_tools")
+    assert reason.startswith("the model declares supports_tools=False; set supports_tools = ")
+    assert "on the test class" in reason
+    assert "{'image/png'}" in capabilities.skip_reason(caps, "attachment_types")
+    with pytest.raises(KeyError):
+        caps.set("supports_telepathy", True, "x")
+
+
+def _report(when: str, outcome: str, **extra: Any) -> Any:
+    return SimpleNamespace(when=when, outcome=outcome, passed=outcome == "passed",
+                           failed=outcome == "failed", skipped=outcome == "skipped",
+                           duration=0.5, user_properties=[], **extra)
+
+
+@pytest.mark.parametrize(("phases", "outcome", "reason"), [
+    ([("setup", "passed", {}), ("call", "passed", {})], "passed", ""),
+    ([("setup", "skipped", {"longrepr": ("f", 1, "Skipped: why")})], "skipped", "why"),
+    ([("setup", "failed", {"longrepr": "boom"})], "error", "boom"),
+    ([("setup", "passed", {}), ("call", "failed", {"longrepr": "AssertionError: bad"})],
+     "failed", "bad"),
+    ([("setup", "passed", {}),
+      ("call", "skipped", {"wasxfail": "known", "longrepr": ("f", 1, "oops")})],
+     "xfailed", "known -- failed with: oops"),
+    ([("setup", "passed", {}), ("call", "failed", {"longrepr": "[XPASS(strict)] known"})],
+     "xpassed", "expected to fail but passed (strict): known"),
+    ([("setup", "passed", {}), ("call", "passed", {}),
+      ("teardown", "failed", {"longrepr": "leak"})], "error", "teardown: leak"),
+])
+def test_outcomes_from_reports(phases: list[Any], outcome: str, reason: str) -> None:
+    result = ClauseResult("loop.responsive")
+    for when, phase_outcome, extra in phases:
+        apply(result, _report(when, phase_outcome, **extra))
+    assert (result.outcome, result.reason) == (outcome, reason)
+    assert result.duration_s == 0.5 * len(phases)
+
+
+def test_json_report_paths_and_shape(tmp_path: Path) -> None:
+    one = ClassRun("a", "m/one", None)
+    one.clauses["loop.responsive"] = ClauseResult("loop.responsive", "failed", "stall", 1.0)
+    two = ClassRun("b", "two", "cell")
+    written = jsonreport.write(tmp_path / "r.json", [one, two])
+    assert [p.name for p in written] == ["r-m_one.json", "r-two.json"]
+    data = jsonreport.build(one)
+    assert data["summary"] == {"failed": 1}
+    assert data["clauses"] == [{"id": "loop.responsive", "group": "loop", "outcome": "failed",
+                                "reason": "stall", "duration_s": 1.0}]
+    assert data["started"].endswith("Z")
