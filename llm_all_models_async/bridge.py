@@ -4,16 +4,17 @@ Contract (what every stream guarantees):
 
 * The sync iterator is created, advanced and closed on one worker thread, inside a copy of
   the caller's ``contextvars`` context; never on the event loop thread.
-* Items reach the consumer in order, as soon as they are produced.  The producer runs at most
-  ``capacity`` items ahead; with a full buffer it waits *before* pulling the next item, so a
-  stalled consumer pauses the model instead of filling memory.
+* Items reach the consumer in order, as soon as they are produced.  At most ``capacity`` items
+  are out of the generator and not yet consumed; with that many the worker waits *before*
+  pulling the next one, so a stalled consumer pauses the model instead of filling memory.
 * :meth:`ThreadStream.stop` returns at once.  The worker notices the stop flag after at most
   the item in flight (which is discarded), pulls nothing more, and closes the generator on its
   own thread, so ``GeneratorExit`` is raised at the model's ``yield`` and its ``finally`` runs.
 * An exception raised by the iterator reaches the consumer unchanged (type, message,
   traceback) after the items produced before it.
 * When the consumer handle is garbage collected without a stop, the stream stops itself.
-* The worker wakes the loop only when the consumer is actually waiting, which keeps the
+* The worker wakes the loop only when the consumer is actually waiting, and the consumer takes
+  every buffered item in one go (one lock round-trip per batch, not per item), which keeps the
   per-item cost near that of a native async generator.
 """
 
@@ -67,6 +68,10 @@ class Channel:
         self.lock = threading.RLock()
         self.room = threading.Condition(self.lock)
         self.items: collections.deque[Any] = collections.deque()
+        # Items the consumer took in its last batch: still counted against ``capacity`` until
+        # it comes back for more, so read-ahead stays bounded however items are batched.
+        self.in_hand = 0
+        self.producer_waiting = False
         self.stopped = False
         self.finished = False
         self.error: BaseException | None = None
@@ -93,19 +98,22 @@ class Channel:
     def wait_for_room(self) -> bool:
         """Block until the buffer has room; False when the stream was stopped meanwhile."""
         with self.lock:
-            if self.stall_timeout is None:
-                while len(self.items) >= self.capacity and not self.stopped:
-                    self.room.wait()
-            else:
+            deadline = None
+            if self.stall_timeout is not None:
                 deadline = time.monotonic() + self.stall_timeout
-                while len(self.items) >= self.capacity and not self.stopped:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        self.stopped = True
-                        self.items.clear()
-                        self.error = StallTimeoutError(self.model_id, self.stall_timeout)
-                        break
-                    self.room.wait(remaining)
+            while len(self.items) + self.in_hand >= self.capacity and not self.stopped:
+                self.producer_waiting = True
+                if deadline is None:
+                    self.room.wait()
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self.stopped = True
+                    self.items.clear()
+                    self.error = StallTimeoutError(self.model_id, self.stall_timeout)
+                    break
+                self.room.wait(remaining)
+            self.producer_waiting = False
             return not self.stopped
 
     def put(self, item: Any) -> bool:
@@ -115,8 +123,9 @@ class Channel:
                 self.pulled_after_stop += 1
                 return False
             self.items.append(item)
-            if len(self.items) > self.high_water:
-                self.high_water = len(self.items)
+            ahead = len(self.items) + self.in_hand
+            if ahead > self.high_water:
+                self.high_water = ahead
             self._wake_locked()
             return True
 
@@ -203,7 +212,8 @@ class ThreadStream:
         self._channel = channel
         self._deadlines = deadlines
         self._started_at = started_at
-        self._received = 0
+        self._received_batches = 0
+        self._pending: collections.deque[Any] = collections.deque()
         # Dropped without stop() (e.g. the event loop went away): stop anyway.
         self._finalizer = weakref.finalize(self, channel.stop)
 
@@ -223,14 +233,29 @@ class ThreadStream:
         return self
 
     async def __anext__(self) -> Any:
+        if not self._pending:
+            self._pending.extend(await self.next_batch())
+        return self._pending.popleft()
+
+    async def next_batch(self) -> list[Any]:
+        """Every item buffered now (at least one), waiting for the worker if there is none.
+
+        Raises the iterator's exception, or ``StopAsyncIteration`` at the end.
+        """
         channel = self._channel
         while True:
             with channel.lock:
+                channel.in_hand = 0  # the previous batch has been consumed
                 if channel.items:
-                    item = channel.items.popleft()
+                    batch = list(channel.items)
+                    channel.items.clear()
+                    channel.in_hand = len(batch)
+                    if channel.producer_waiting:
+                        channel.room.notify()
+                    self._received_batches += 1
+                    return batch
+                if channel.producer_waiting:
                     channel.room.notify()
-                    self._received += 1
-                    return item
                 if channel.finished or channel.stopped:
                     error = channel.error
                     if error is not None:
@@ -265,7 +290,7 @@ class ThreadStream:
             )
         worker_started_at = self._channel.worker_started_at
         if (
-            self._received == 0
+            self._received_batches == 0
             and d.first_chunk_timeout is not None
             and worker_started_at is not None
         ):
@@ -275,7 +300,7 @@ class ThreadStream:
                     FirstChunkTimeoutError(model_id, d.first_chunk_timeout),
                 )
             )
-        if self._received > 0 and d.idle_timeout is not None:
+        if self._received_batches > 0 and d.idle_timeout is not None:
             candidates.append((d.idle_timeout, IdleTimeoutError(model_id, d.idle_timeout)))
         if not candidates:
             return None

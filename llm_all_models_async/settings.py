@@ -77,7 +77,7 @@ SPECS: dict[str, Spec] = {
             _parse_positive_int,
             32,
             True,
-            "chunks the worker may produce ahead of the consumer",
+            "chunks out of the generator and not yet consumed, at most",
         ),
         Spec(
             "model_concurrency",

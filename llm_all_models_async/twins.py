@@ -145,12 +145,17 @@ class _TwinMixin:
             on_exit=release,
         )
         try:
-            async for item in handle:
-                if item is None:
-                    raise AssertionError(
-                        f"model {model_id!r} yielded None; llm needs str or StreamEvent chunks"
-                    )
-                yield item
+            while True:
+                try:
+                    batch = await handle.next_batch()
+                except StopAsyncIteration:
+                    return
+                for item in batch:
+                    if item is None:
+                        raise AssertionError(
+                            f"model {model_id!r} yielded None; llm needs str or StreamEvent chunks"
+                        )
+                    yield item
         finally:
             handle.stop()
 
