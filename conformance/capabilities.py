@@ -60,7 +60,6 @@ class Capabilities:
         return dict(getattr(options, "model_fields", {}) or {})
 
 
-
 def derive(
     sync_model: Any,
     overrides: Mapping[str, tuple[Any, str]] | None = None,

@@ -45,8 +45,9 @@ class Bench:
 class Context:
     """What a clause works with: the bench plus per-test helpers."""
 
-    def __init__(self, bench: Bench, request: pytest.FixtureRequest,
-                 monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(
+        self, bench: Bench, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         self.bench = bench
         self.request = request
         self.monkeypatch = monkeypatch
@@ -107,15 +108,18 @@ class Context:
 
     def sync_run(self, prompt: str | None = None, **kwargs: Any) -> RunResult:
         prompt = self.samples.prompt if prompt is None else prompt
-        return subject.run_sync(self.sync(), self.bench.reseed, prompt,
-                                **self.prompt_kwargs(**kwargs))
+        return subject.run_sync(
+            self.sync(), self.bench.reseed, prompt, **self.prompt_kwargs(**kwargs)
+        )
 
-    async def async_run(self, prompt: str | None = None, *, model: Any = None,
-                        **kwargs: Any) -> RunResult:
+    async def async_run(
+        self, prompt: str | None = None, *, model: Any = None, **kwargs: Any
+    ) -> RunResult:
         prompt = self.samples.prompt if prompt is None else prompt
         target = model if model is not None else self.twin()
-        return await subject.run_async(target, self.bench.reseed, prompt,
-                                       **self.prompt_kwargs(**kwargs))
+        return await subject.run_async(
+            target, self.bench.reseed, prompt, **self.prompt_kwargs(**kwargs)
+        )
 
     def twin_run(self, prompt: str | None = None, **kwargs: Any) -> RunResult:
         return self.loop(lambda: self.async_run(prompt, **kwargs))

@@ -63,8 +63,9 @@ class Expectations:
         return None if entry is None else f"{entry.reason} [expected failure, {entry.source}]"
 
 
-def _from_layout(data: Mapping[str, Any], model_id: str | None, source: str,
-                 into: Expectations) -> None:
+def _from_layout(
+    data: Mapping[str, Any], model_id: str | None, source: str, into: Expectations
+) -> None:
     into.add(data.get(TABLE_KEY), source)
     models = data.get("models") or {}
     if model_id is not None and model_id in models:

@@ -25,6 +25,20 @@ def has_astream_events() -> bool:
     return hasattr(llm.AsyncResponse, "astream_events")
 
 
+def astream_events_closes_early_exit() -> bool:
+    """llm 0.36's ``astream_events()`` closes the model's generator when left early; 0.32-0.35
+    leave it suspended, so there is no exit for the adapter to react to."""
+    import llm
+
+    method = getattr(llm.AsyncResponse, "astream_events", None)
+    if method is None:
+        return False
+    try:
+        return "aclose" in inspect.getsource(method)
+    except (OSError, TypeError):
+        return True
+
+
 def has_stream_events() -> bool:
     import llm
 

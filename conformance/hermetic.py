@@ -38,8 +38,7 @@ def _fixture_factories(names: list[str]) -> list[tuple[str, Any]]:
         from conformance.fixtures import FIXTURES
     except ImportError as error:
         raise RuntimeError(
-            f"fixtures {names} were requested but conformance.fixtures cannot be imported: "
-            f"{error}"
+            f"fixtures {names} were requested but conformance.fixtures cannot be imported: {error}"
         ) from error
     factories = []
     for name in names:

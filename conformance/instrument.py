@@ -159,8 +159,9 @@ class Instrument:
 
     # -- the wrapper -----------------------------------------------------------------------
 
-    def _run(self, model_self: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
-             bound: dict[str, Any]) -> Iterator[Any]:
+    def _run(
+        self, model_self: Any, args: tuple[Any, ...], kwargs: dict[str, Any], bound: dict[str, Any]
+    ) -> Iterator[Any]:
         thread = threading.current_thread()
         with self.lock:
             plan = self.plan
@@ -195,8 +196,9 @@ class Instrument:
                         break
                     value = PAD_CHUNK.format(count)
                     record.padded += 1
-                record.chunks.append(Chunk(value, threading.current_thread().name,
-                                           time.monotonic()))
+                record.chunks.append(
+                    Chunk(value, threading.current_thread().name, time.monotonic())
+                )
                 yield value
                 if plan.gate_after is not None and len(record.chunks) == plan.gate_after:
                     record.gate_reached.set()

@@ -36,7 +36,8 @@ def build(run: ClassRun) -> dict[str, Any]:
         "model_id": run.model_id,
         "cell": run.cell,
         "started": datetime.datetime.fromtimestamp(run.started, datetime.timezone.utc)
-        .isoformat().replace("+00:00", "Z"),
+        .isoformat()
+        .replace("+00:00", "Z"),
         "duration_s": round(max(0.0, finished - run.started), 3),
         "clauses": [result.as_dict() for result in run.ordered()],
         "summary": run.summary(),

@@ -24,8 +24,13 @@ class ClauseResult:
         return group_of(self.id)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "group": self.group, "outcome": self.outcome,
-                "reason": self.reason, "duration_s": round(self.duration_s, 4)}
+        return {
+            "id": self.id,
+            "group": self.group,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "duration_s": round(self.duration_s, 4),
+        }
 
 
 @dataclass
@@ -61,7 +66,7 @@ def _crash_message(report: Any) -> str:
         message = str(longrepr or "").strip().splitlines()[-1:] and str(longrepr).strip()
     for prefix in ("AssertionError: ", "Failed: ", "Skipped: "):
         if message.startswith(prefix):
-            message = message[len(prefix):]
+            message = message[len(prefix) :]
     return " ".join(str(message).split())
 
 

@@ -24,20 +24,41 @@ CLAUSE_KEY = pytest.StashKey[str]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("llm-conformance", "llm conformance suite (llm-all-models-async)")
-    group.addoption("--llm-model", dest=runconfig.OPT_MODEL, metavar="MODEL_ID",
-                    help="model id (or alias) to check with `pytest --pyargs conformance`")
-    group.addoption("--llm-cell", dest=runconfig.OPT_CELL, metavar="NAME",
-                    help="take model, fixtures, samples, capabilities and expected failures "
-                         "from this cell of conformance/matrix.toml")
-    group.addoption("--llm-fixture", dest=runconfig.OPT_FIXTURE, metavar="NAME",
-                    action="append", default=[],
-                    help="set up conformance.fixtures.FIXTURES[NAME] in the temporary user "
-                         "dir before the model is looked up (repeatable)")
-    group.addoption("--llm-report-json", dest=runconfig.OPT_REPORT, metavar="PATH",
-                    help="write the JSON report (llm-conformance-report/1) here")
-    group.addoption("--llm-expected-failures", dest=runconfig.OPT_EXPECTED, metavar="PATH",
-                    help="TOML file of expected failures (same layout as "
-                         "[tool.llm-conformance] in pyproject.toml)")
+    group.addoption(
+        "--llm-model",
+        dest=runconfig.OPT_MODEL,
+        metavar="MODEL_ID",
+        help="model id (or alias) to check with `pytest --pyargs conformance`",
+    )
+    group.addoption(
+        "--llm-cell",
+        dest=runconfig.OPT_CELL,
+        metavar="NAME",
+        help="take model, fixtures, samples, capabilities and expected failures "
+        "from this cell of conformance/matrix.toml",
+    )
+    group.addoption(
+        "--llm-fixture",
+        dest=runconfig.OPT_FIXTURE,
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="set up conformance.fixtures.FIXTURES[NAME] in the temporary user "
+        "dir before the model is looked up (repeatable)",
+    )
+    group.addoption(
+        "--llm-report-json",
+        dest=runconfig.OPT_REPORT,
+        metavar="PATH",
+        help="write the JSON report (llm-conformance-report/1) here",
+    )
+    group.addoption(
+        "--llm-expected-failures",
+        dest=runconfig.OPT_EXPECTED,
+        metavar="PATH",
+        help="TOML file of expected failures (same layout as "
+        "[tool.llm-conformance] in pyproject.toml)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -131,8 +152,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Generator[None, A
     return report
 
 
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config
-                            ) -> None:
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     runs = [run for run in config.stash.get(RUNS_KEY, {}).values() if run.clauses]
     if not runs:
         return

@@ -66,8 +66,9 @@ def new_fds(before: Snapshot) -> dict[int, str]:
     now = open_fds()
     if now is None or before.fds is None:
         return {}
-    return {fd: target for fd, target in now.items()
-            if fd not in before.fds or before.fds[fd] != target}
+    return {
+        fd: target for fd, target in now.items() if fd not in before.fds or before.fds[fd] != target
+    }
 
 
 def new_children(before: Snapshot) -> dict[int, str]:

@@ -15,13 +15,17 @@ def pytest_args(model_id: str, json_path: str | None, extra_args: list[str]) -> 
     """The pytest command line for one check (without the executable)."""
     args = [
         str(TEST_MODULE),
-        "-c", str(CONFIG_FILE),
-        "--rootdir", str(PACKAGE_DIR),
-        "--llm-model", model_id,
+        "-c",
+        str(CONFIG_FILE),
+        "--rootdir",
+        str(PACKAGE_DIR),
+        "--llm-model",
+        model_id,
         "--tb=short",
         "-rN",
         # `llm async check` runs inside llm's CLI, which has imported pytest plugins' modules
-        "-W", "ignore::pytest.PytestAssertRewriteWarning",
+        "-W",
+        "ignore::pytest.PytestAssertRewriteWarning",
     ]
     if json_path:
         args += ["--llm-report-json", str(Path(json_path).resolve())]
@@ -49,5 +53,5 @@ if __name__ == "__main__":  # python -m conformance.runner MODEL_ID [--json FILE
     if "--json" in rest:
         index = rest.index("--json")
         report = rest[index + 1]
-        del rest[index:index + 2]
+        del rest[index : index + 2]
     sys.exit(main(target, report, rest))

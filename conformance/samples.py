@@ -62,7 +62,7 @@ class Samples:
     def turns(self) -> tuple[str, str, str]:
         prompts = tuple(self.conversation_prompts or ())
         defaults = (self.prompt, self.prompt + " again", self.prompt + " once more")
-        merged = prompts + defaults[len(prompts):]
+        merged = prompts + defaults[len(prompts) :]
         return merged[0], merged[1], merged[2]
 
     def the_tools(self) -> list[Any]:
@@ -89,7 +89,9 @@ class Samples:
             if isinstance(content, str):
                 content = content.encode()
             return llm.Attachment(
-                type=sample.get("type"), path=sample.get("path"), url=sample.get("url"),
+                type=sample.get("type"),
+                path=sample.get("path"),
+                url=sample.get("url"),
                 content=content,
             )
         if "image/png" in attachment_types:
@@ -118,9 +120,7 @@ def build(*layers: Mapping[str, Any] | None) -> Samples:
     for layer in layers:
         for key, value in (layer or {}).items():
             if key not in FIELDS:
-                raise ValueError(
-                    f"unknown sample {key!r}; known samples: {', '.join(FIELDS)}"
-                )
+                raise ValueError(f"unknown sample {key!r}; known samples: {', '.join(FIELDS)}")
             if value is not None:
                 values[key] = value
     if "conversation_prompts" in values:
@@ -136,4 +136,3 @@ def derive_valid_options(option_fields: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(default, (bool, int, float, str)) and not callable(default):
             chosen[name] = default
     return chosen
-

@@ -202,8 +202,11 @@ class SyncModelConformance(
                 return
             bench.caps = capabilities.derive(bench.models.sync, overrides)
             if bench.caps.values.get("model_concurrency") is None:
-                bench.caps.set("model_concurrency",
-                               adapter.configured_concurrency(run.model_id), "adapter settings")
+                bench.caps.set(
+                    "model_concurrency",
+                    adapter.configured_concurrency(run.model_id),
+                    "adapter settings",
+                )
             bench.reseed_hook = cls().reseed
             instrument = Instrument(type(bench.models.sync))
             instrument.install()
@@ -216,8 +219,9 @@ class SyncModelConformance(
                 instrument.uninstall()
 
     @classmethod
-    def _capability_overrides(cls, run: runconfig.RunConfig,
-                              from_fixture: dict[str, Any]) -> dict[str, tuple[Any, str]]:
+    def _capability_overrides(
+        cls, run: runconfig.RunConfig, from_fixture: dict[str, Any]
+    ) -> dict[str, tuple[Any, str]]:
         overrides: dict[str, tuple[Any, str]] = {}
         layers = (  # (values, source, whether None is a value rather than "not set")
             (getattr(run.cell, "capabilities", None) or {}, f"matrix cell {run.cell_name}", False),
@@ -227,16 +231,22 @@ class SyncModelConformance(
         for values, source, none_is_value in layers:
             for name, value in values.items():
                 if name not in capabilities.NAMES:
-                    raise ValueError(f"{source}: unknown capability {name!r}; known: "
-                                     + ", ".join(capabilities.NAMES))
+                    raise ValueError(
+                        f"{source}: unknown capability {name!r}; known: "
+                        + ", ".join(capabilities.NAMES)
+                    )
                 if value is DERIVE or (value is None and not none_is_value):
                     continue
                 overrides[name] = (value, source)
         return overrides
 
     @pytest.fixture
-    def llm_conformance(self, llm_conformance_bench: Bench, request: pytest.FixtureRequest,
-                        monkeypatch: pytest.MonkeyPatch) -> Iterator[Context]:
+    def llm_conformance(
+        self,
+        llm_conformance_bench: Bench,
+        request: pytest.FixtureRequest,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> Iterator[Context]:
         bench = llm_conformance_bench
         if bench.setup_error:
             pytest.fail(bench.setup_error, pytrace=False)
@@ -251,15 +261,20 @@ class SyncModelConformance(
             bench.instrument.wait_for_idle(RELEASE_BOUND)
 
     @pytest.fixture
-    def llm_conformance_expectations(self, request: pytest.FixtureRequest
-                                     ) -> expectations.Expectations:
+    def llm_conformance_expectations(
+        self, request: pytest.FixtureRequest
+    ) -> expectations.Expectations:
         found = class_expectations(type(self), request.config)
         problems = list(found.problems) + [
             f"{entry.source}: {entry.clause_id!r} is not a clause id" for entry in found.unknown
         ]
         if problems:
-            pytest.fail("expected failures that match no clause: " + "; ".join(problems)
-                        + " (clause ids: conformance/README.md)", pytrace=False)
+            pytest.fail(
+                "expected failures that match no clause: "
+                + "; ".join(problems)
+                + " (clause ids: conformance/README.md)",
+                pytrace=False,
+            )
         return found
 
 

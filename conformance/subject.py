@@ -116,13 +116,17 @@ def fresh_sync(models: Models) -> Any:
 
 # -- runs ---------------------------------------------------------------------------------
 
+
 def _event_tuple(event: Any) -> Any:
     if dataclasses.is_dataclass(event):
         data = dataclasses.asdict(event)
         data.pop("provider_metadata", None)
         # Compact: type and chunk always, other fields only when set.
-        return tuple((k, v) for k, v in data.items()
-                     if k in ("type", "chunk") or v not in (None, False, 0, "", {}))
+        return tuple(
+            (k, v)
+            for k, v in data.items()
+            if k in ("type", "chunk") or v not in (None, False, 0, "", {})
+        )
     return repr(event)
 
 
@@ -153,18 +157,20 @@ class RunResult:
         return {
             "has text": bool(self.text),
             "has chunks": bool(self.chunks),
-            "usage fields set": None if self.usage is None
+            "usage fields set": None
+            if self.usage is None
             else tuple(value is not None for value in self.usage),
             "tool call names": [name for name, _ in self.tool_calls],
             "response_json set": self.response_json is not None,
-            "stream event types": None if self.events is None
-            else sorted({dict(e).get("type", "?") if isinstance(e, tuple) else e
-                         for e in self.events}),
+            "stream event types": None
+            if self.events is None
+            else sorted(
+                {dict(e).get("type", "?") if isinstance(e, tuple) else e for e in self.events}
+            ),
         }
 
 
-def differences(left: dict[str, Any], right: dict[str, Any],
-                names: tuple[str, str]) -> list[str]:
+def differences(left: dict[str, Any], right: dict[str, Any], names: tuple[str, str]) -> list[str]:
     out = []
     for key in left:
         if left[key] != right.get(key):
@@ -179,8 +185,9 @@ def _short(value: Any, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "...]"
 
 
-def run_sync(target: Any, reseed: Callable[[], None], prompt: str | None,
-             **kwargs: Any) -> RunResult:
+def run_sync(
+    target: Any, reseed: Callable[[], None], prompt: str | None, **kwargs: Any
+) -> RunResult:
     """Run ``target.prompt(prompt, **kwargs)`` on a sync model or conversation."""
     result = RunResult()
     started = time.monotonic()
@@ -203,8 +210,9 @@ def run_sync(target: Any, reseed: Callable[[], None], prompt: str | None,
     return result
 
 
-async def run_async(target: Any, reseed: Callable[[], None], prompt: str | None,
-                    **kwargs: Any) -> RunResult:
+async def run_async(
+    target: Any, reseed: Callable[[], None], prompt: str | None, **kwargs: Any
+) -> RunResult:
     """Run ``target.prompt(prompt, **kwargs)`` on an async model or conversation."""
     result = RunResult()
     started = time.monotonic()
@@ -224,4 +232,3 @@ async def run_async(target: Any, reseed: Callable[[], None], prompt: str | None,
         result.error = error
     result.seconds = time.monotonic() - started
     return result
-

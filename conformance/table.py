@@ -7,14 +7,22 @@ import textwrap
 from . import adapter, features
 from .outcomes import ClassRun
 
-MARKS = {"passed": "PASS", "failed": "FAIL", "skipped": "skip", "xfailed": "xfail",
-         "xpassed": "XPASS", "error": "ERROR"}
+MARKS = {
+    "passed": "PASS",
+    "failed": "FAIL",
+    "skipped": "skip",
+    "xfailed": "xfail",
+    "xpassed": "XPASS",
+    "error": "ERROR",
+}
 
 
 def header(run: ClassRun) -> str:
     info = adapter.info()
-    parts = [f"llm {features.llm_version()}",
-             f"adapter {info.version or '?'}" + ("" if info.active else " (inactive)")]
+    parts = [
+        f"llm {features.llm_version()}",
+        f"adapter {info.version or '?'}" + ("" if info.active else " (inactive)"),
+    ]
     if run.plugin:
         parts.append(f"{run.plugin['name']} {run.plugin['version']}")
     if run.cell:
@@ -43,8 +51,12 @@ def render(run: ClassRun, width: int = 100) -> list[str]:
             lines[-1] = lines[-1].replace("see below", "same reason as above")
         elif full:
             previous = reason
-            lines += textwrap.wrap(reason, width=max(40, width - 6), initial_indent="      ",
-                                   subsequent_indent="      ")
+            lines += textwrap.wrap(
+                reason,
+                width=max(40, width - 6),
+                initial_indent="      ",
+                subsequent_indent="      ",
+            )
     summary = ", ".join(f"{count} {name}" for name, count in run.summary().items())
     lines.append(f"  {summary}")
     return lines

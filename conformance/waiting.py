@@ -50,8 +50,7 @@ class LoopThread:
         self.error: BaseException | None = None
         self.returned = threading.Event()
         self._factory = factory
-        self.thread = threading.Thread(target=self._main, name="llm-conformance-loop",
-                                       daemon=True)
+        self.thread = threading.Thread(target=self._main, name="llm-conformance-loop", daemon=True)
 
     def _main(self) -> None:
         try:

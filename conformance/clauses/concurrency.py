@@ -31,8 +31,9 @@ def reachable(ctx: Context, limit: int) -> tuple[int, str]:
     if found is None:
         return limit, f"model_concurrency={limit}"
     cap = min(limit, int(found.max_threads))
-    return cap, (f"model_concurrency={limit}, max_threads={found.max_threads}, "
-                 f"affinity={found.affinity}")
+    return cap, (
+        f"model_concurrency={limit}, max_threads={found.max_threads}, affinity={found.affinity}"
+    )
 
 
 async def _overlapped(ctx: Context, count: int, limit: int) -> tuple[list[RunResult], int, bool]:
@@ -41,8 +42,7 @@ async def _overlapped(ctx: Context, count: int, limit: int) -> tuple[list[RunRes
     twin = ctx.twin()
     tasks = [asyncio.ensure_future(ctx.async_run(model=twin)) for _ in range(count)]
     try:
-        reached = await async_wait_until(
-            lambda: ctx.instrument.active >= min(count, limit), BOUND)
+        reached = await async_wait_until(lambda: ctx.instrument.active >= min(count, limit), BOUND)
         # Bounded wait for a violation: one more execute than allowed starting.
         await async_wait_until(lambda: ctx.instrument.active > limit, VIOLATION_WINDOW)
     finally:
@@ -50,8 +50,12 @@ async def _overlapped(ctx: Context, count: int, limit: int) -> tuple[list[RunRes
     done, pending = await asyncio.wait(tasks, timeout=BOUND * 2)
     for task in pending:
         task.cancel()
-    results = [t.result() if t in done and not t.cancelled() else RunResult(error=TimeoutError(
-        "did not finish")) for t in tasks]
+    results = [
+        t.result()
+        if t in done and not t.cancelled()
+        else RunResult(error=TimeoutError("did not finish"))
+        for t in tasks
+    ]
     return results, ctx.instrument.max_active, reached
 
 
@@ -71,8 +75,7 @@ class ConcurrencyClauses:
             "does not serialise this model"
         )
         assert reached, (
-            f"only {most} of {count} prompts ran at once although {settings} allows "
-            f"{expected}"
+            f"only {most} of {count} prompts ran at once although {settings} allows {expected}"
         )
         assert not failed, f"{len(failed)} of {count} concurrent prompts failed: {failed[0]!r}"
         ctx.note(f"{count} prompts, at most {most} at once ({settings})")
@@ -99,9 +102,14 @@ class ConcurrencyClauses:
             else:
                 found = differences(one.shape(), other.shape(), ("serial", "concurrent"))
             assert not found, f"prompt {index + 1}: " + "; ".join(found)
-        ctx.note(f"{count} concurrent prompts " + (
-            "identical to serial ones" if exact else
-            "compared on shape: the model's output depends on shared random state"))
+        ctx.note(
+            f"{count} concurrent prompts "
+            + (
+                "identical to serial ones"
+                if exact
+                else "compared on shape: the model's output depends on shared random state"
+            )
+        )
 
     @clause("concurrency.stdio")
     def test_concurrency_stdio(self, llm_conformance: Context) -> None:
@@ -118,8 +126,9 @@ class ConcurrencyClauses:
                 identity, where = before[fd]
                 now = fd_identity(fd)
                 if now != identity:
-                    problems.append(f"fd {fd} ({name}) pointed to {where} before and to "
-                                    f"{describe_fd(fd)} after")
+                    problems.append(
+                        f"fd {fd} ({name}) pointed to {where} before and to {describe_fd(fd)} after"
+                    )
                     continue
                 try:
                     os.write(fd, b"")

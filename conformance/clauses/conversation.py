@@ -13,8 +13,9 @@ from ..marks import clause
 from .streaming import text_of
 
 
-def _history_problems(conversation: Any, turn: int, async_id: str, prompts: tuple[str, ...],
-                      texts: list[str]) -> list[str]:
+def _history_problems(
+    conversation: Any, turn: int, async_id: str, prompts: tuple[str, ...], texts: list[str]
+) -> list[str]:
     import llm
 
     where = f"turn {turn + 1}"
@@ -65,8 +66,11 @@ class ConversationClauses:
             conversation = twin.conversation()
             results = []
             for prompt in prompts:
-                results.append(await subject.run_async(
-                    conversation, ctx.bench.reseed, prompt, **ctx.prompt_kwargs()))
+                results.append(
+                    await subject.run_async(
+                        conversation, ctx.bench.reseed, prompt, **ctx.prompt_kwargs()
+                    )
+                )
             return conversation.id, results
 
         async_id, results = ctx.loop(main)
@@ -75,8 +79,9 @@ class ConversationClauses:
         problems = []
         for turn in (1, 2):
             if turn < len(records):
-                problems += _history_problems(records[turn].args.get("conversation"), turn,
-                                              async_id, prompts, texts)
+                problems += _history_problems(
+                    records[turn].args.get("conversation"), turn, async_id, prompts, texts
+                )
         assert not problems, "; ".join(problems)
         for turn, result in enumerate(results):
             assert result.error is None, (
@@ -84,8 +89,7 @@ class ConversationClauses:
             )
         records = ctx.records(3)
         for turn, record in enumerate(records[:3]):
-            yielded = "".join(
-                t for t in (text_of(c.value) for c in record.chunks) if t is not None)
+            yielded = "".join(t for t in (text_of(c.value) for c in record.chunks) if t is not None)
             assert texts[turn] == yielded, (
                 f"turn {turn + 1} answered {texts[turn]!r} but execute() yielded {yielded!r}"
             )
@@ -105,8 +109,9 @@ class ConversationClauses:
         prompts = ctx.samples.turns()
         ctx.use(Plan())
         sync_conversation = ctx.sync().conversation()
-        first = subject.run_sync(sync_conversation, ctx.bench.reseed, prompts[0],
-                                 **ctx.prompt_kwargs())
+        first = subject.run_sync(
+            sync_conversation, ctx.bench.reseed, prompts[0], **ctx.prompt_kwargs()
+        )
         assert first.error is None, f"the sync model's first turn failed: {first.error!r}"
         try:
             sync_conversation.prompt(prompts[1], **ctx.prompt_kwargs())

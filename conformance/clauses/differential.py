@@ -26,7 +26,8 @@ class DifferentialClauses:
         if ctx.deterministic():
             found = differences(expected.comparable(), actual.comparable(), ("sync", "twin"))
             assert not found, (
-                "the twin's output differs from the sync model's: " + "; ".join(found)
+                "the twin's output differs from the sync model's: "
+                + "; ".join(found)
                 + " (a deterministic model whose output changes on a worker thread depends on "
                 "the thread it runs on: thread-local or main-thread-only state)"
             )
@@ -50,8 +51,9 @@ class DifferentialClauses:
         )
         assert twin_result.error is None, f"the twin failed: {twin_result.error!r}"
         if ctx.deterministic():
-            found = differences(native_result.comparable(), twin_result.comparable(),
-                                ("native", "twin"))
+            found = differences(
+                native_result.comparable(), twin_result.comparable(), ("native", "twin")
+            )
         else:
             found = differences(native_result.shape(), twin_result.shape(), ("native", "twin"))
         assert not found, "the twin differs from the native async model: " + "; ".join(found)

@@ -21,8 +21,9 @@ class InjectedBaseException(BaseException):
     """A BaseException that is neither KeyboardInterrupt nor SystemExit, raised mid-stream."""
 
 
-async def _consume_catching(response: Any,
-                            kinds: tuple[type[BaseException], ...]) -> dict[str, Any]:
+async def _consume_catching(
+    response: Any, kinds: tuple[type[BaseException], ...]
+) -> dict[str, Any]:
     chunks: list[Any] = []
     try:
         async for chunk in response:
@@ -43,8 +44,11 @@ class ErrorClauses:
             message = f"conformance: injected {kind.__name__} {uuid.uuid4().hex[:8]}"
             raised: list[BaseException] = []
 
-            def make(kind: type[BaseException] = kind, message: str = message,
-                     raised: list[BaseException] = raised) -> BaseException:
+            def make(
+                kind: type[BaseException] = kind,
+                message: str = message,
+                raised: list[BaseException] = raised,
+            ) -> BaseException:
                 raised.append(kind(message))
                 return raised[-1]
 
@@ -61,8 +65,11 @@ class ErrorClauses:
                 pytest.fail(
                     f"the response completed successfully with {len(outcome['chunks'])} "
                     f"chunk(s) although execute() raised {kind.__name__}"
-                    + (" (a BaseException): a truncated answer passed as complete"
-                       if kind is InjectedBaseException else "")
+                    + (
+                        " (a BaseException): a truncated answer passed as complete"
+                        if kind is InjectedBaseException
+                        else ""
+                    )
                 )
             assert type(error) is kind and str(error) == message, (
                 f"execute() raised {kind.__name__}({message!r}); the consumer got "

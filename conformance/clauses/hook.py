@@ -54,8 +54,9 @@ class HookClauses:
     """hook.*: what llm's model lookup returns for the model."""
 
     @clause("hook.version_gate")
-    def test_hook_version_gate(self, llm_conformance_bench: Bench,
-                               request: pytest.FixtureRequest) -> None:
+    def test_hook_version_gate(
+        self, llm_conformance_bench: Bench, request: pytest.FixtureRequest
+    ) -> None:
         bench = llm_conformance_bench
 
         def bench_note(text: str) -> None:
@@ -79,8 +80,11 @@ class HookClauses:
         assert found.inactive_reason, "the adapter is inactive but gives no INACTIVE_REASON"
         for args in (["--version"], ["models"]):
             done = subprocess.run(
-                [sys.executable, "-m", "llm", *args], capture_output=True, text=True,
-                timeout=SUBPROCESS_BOUND, check=False,
+                [sys.executable, "-m", "llm", *args],
+                capture_output=True,
+                text=True,
+                timeout=SUBPROCESS_BOUND,
+                check=False,
             )
             assert done.returncode == 0, (
                 f"`llm {' '.join(args)}` fails with the adapter installed on llm "

@@ -41,16 +41,20 @@ class InputClauses:
 
         def recorder(into: list[Any]) -> Any:
             def after_call(tool_: Any, call: Any, result: Any) -> None:
-                into.append((call.name, call.arguments, result.output,
-                             getattr(call, "tool_call_id", None)))
+                into.append(
+                    (call.name, call.arguments, result.output, getattr(call, "tool_call_id", None))
+                )
 
             return after_call
 
         ctx.use(Plan())
         ctx.bench.reseed()
         try:
-            sync_text = ctx.sync().chain(prompt, tools=tools, after_call=recorder(sync_calls),
-                                         **ctx.chain_kwargs()).text()
+            sync_text = (
+                ctx.sync()
+                .chain(prompt, tools=tools, after_call=recorder(sync_calls), **ctx.chain_kwargs())
+                .text()
+            )
             sync_error: Exception | None = None
         except Exception as error:
             sync_text, sync_error = None, error
@@ -63,8 +67,9 @@ class InputClauses:
 
         async def main() -> str:
             ctx.bench.reseed()
-            chain = twin.chain(prompt, tools=tools, after_call=recorder(twin_calls),
-                               **ctx.chain_kwargs())
+            chain = twin.chain(
+                prompt, tools=tools, after_call=recorder(twin_calls), **ctx.chain_kwargs()
+            )
             return await chain.text()
 
         try:
@@ -132,13 +137,20 @@ class InputClauses:
             )
         prompt = ctx.samples.attachment_prompt
         ctx.use(Plan())
-        expected = subject.run_sync(ctx.sync(), ctx.bench.reseed, prompt,
-                                    attachments=[attachment], **ctx.prompt_kwargs())
+        expected = subject.run_sync(
+            ctx.sync(), ctx.bench.reseed, prompt, attachments=[attachment], **ctx.prompt_kwargs()
+        )
         assert expected.error is None, f"the sync model failed: {expected.error!r}"
         ctx.use(Plan())
-        actual = ctx.loop(lambda: subject.run_async(
-            ctx.twin(), ctx.bench.reseed, prompt, attachments=[attachment],
-            **ctx.prompt_kwargs()))
+        actual = ctx.loop(
+            lambda: subject.run_async(
+                ctx.twin(),
+                ctx.bench.reseed,
+                prompt,
+                attachments=[attachment],
+                **ctx.prompt_kwargs(),
+            )
+        )
         assert actual.error is None, f"{type(actual.error).__name__}: {actual.error}"
         received = ctx.records(1)[0].args["prompt"].attachments
         assert len(received) == 1 and received[0].content_bytes() == attachment.content_bytes(), (

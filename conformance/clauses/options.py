@@ -48,8 +48,10 @@ class OptionsClauses:
         try:
             expected = _dump(sync_options_class(**merged))
         except Exception as error:
-            pytest.fail(f"the sample options {merged!r} are invalid for the sync model itself: "
-                        f"{error}; fix options/prompt_options")
+            pytest.fail(
+                f"the sample options {merged!r} are invalid for the sync model itself: "
+                f"{error}; fix options/prompt_options"
+            )
         ctx.use(Plan())
         result = ctx.twin_run(options=chosen)
         assert result.error is None, (

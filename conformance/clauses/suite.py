@@ -49,12 +49,15 @@ class SuiteClauses:
         )
 
     @clause("suite.expectations")
-    def test_suite_expectations(self, llm_conformance_expectations: Expectations,
-                                request: pytest.FixtureRequest) -> None:
+    def test_suite_expectations(
+        self, llm_conformance_expectations: Expectations, request: pytest.FixtureRequest
+    ) -> None:
         """Its fixture errors (setup error, not a failure) on unknown or malformed entries."""
         entries = llm_conformance_expectations.entries
-        request.node.user_properties.append((
-            NOTE_KEY,
-            f"{len(entries)} expected failure(s) declared"
-            + (": " + ", ".join(sorted(entries)) if entries else ""),
-        ))
+        request.node.user_properties.append(
+            (
+                NOTE_KEY,
+                f"{len(entries)} expected failure(s) declared"
+                + (": " + ", ".join(sorted(entries)) if entries else ""),
+            )
+        )

@@ -46,8 +46,9 @@ async def _expect_error(response: Any) -> BaseException | None:
     return None
 
 
-def _verdict(ctx: Context, setting: str, error: BaseException | None, plan: Plan,
-             threads_before: set[int]) -> None:
+def _verdict(
+    ctx: Context, setting: str, error: BaseException | None, plan: Plan, threads_before: set[int]
+) -> None:
     plan.release()
     records = list(ctx.instrument.records)
     for record in records:
@@ -68,8 +69,11 @@ def _verdict(ctx: Context, setting: str, error: BaseException | None, plan: Plan
 
 
 def _new_workers(ctx: Context, before: set[int]) -> list[str]:
-    return [t.name for t in threading.enumerate()
-            if adapter.is_worker_thread_name(t.name) and t.ident not in before]
+    return [
+        t.name
+        for t in threading.enumerate()
+        if adapter.is_worker_thread_name(t.name) and t.ident not in before
+    ]
 
 
 def _workers_now() -> set[int]:
@@ -109,8 +113,9 @@ class TimeoutClauses:
 
     @clause("timeouts.first_chunk")
     def test_timeouts_first_chunk(self, llm_conformance: Context) -> None:
-        _single(llm_conformance, "LLM_ASYNC_FIRST_CHUNK_TIMEOUT",
-                Plan(hold_first=threading.Event()))
+        _single(
+            llm_conformance, "LLM_ASYNC_FIRST_CHUNK_TIMEOUT", Plan(hold_first=threading.Event())
+        )
 
     @clause("timeouts.idle")
     def test_timeouts_idle(self, llm_conformance: Context) -> None:
@@ -128,13 +133,13 @@ class TimeoutClauses:
         twin = ctx.twin()
 
         async def main() -> tuple[BaseException | None, Any]:
-            first = asyncio.create_task(_consume(
-                twin.prompt(ctx.samples.prompt, **ctx.prompt_kwargs())))
+            first = asyncio.create_task(
+                _consume(twin.prompt(ctx.samples.prompt, **ctx.prompt_kwargs()))
+            )
             try:
                 if not await async_wait_until(lambda: bool(ctx.instrument.records), BOUND):
                     return NoTimeout("the first prompt never started"), None
-                error = await _expect_error(
-                    twin.prompt(ctx.samples.prompt, **ctx.prompt_kwargs()))
+                error = await _expect_error(twin.prompt(ctx.samples.prompt, **ctx.prompt_kwargs()))
             finally:
                 plan.release()
             try:

@@ -54,8 +54,9 @@ class AsyncModelWrapper(llm.AsyncModel):
     def __str__(self) -> str:
         return str(self._sync_model)
 
-    async def execute(self, prompt: Any, stream: Any, response: Any, conversation: Any
-                      ) -> AsyncGenerator[Any, None]:
+    async def execute(
+        self, prompt: Any, stream: Any, response: Any, conversation: Any
+    ) -> AsyncGenerator[Any, None]:
         def run() -> Any:
             return self._sync_model.execute(prompt, stream, response, conversation)
 
@@ -77,8 +78,9 @@ class AsyncKeyModelWrapper(llm.AsyncKeyModel):
     def __str__(self) -> str:
         return str(self._sync_model)
 
-    async def execute(self, prompt: Any, stream: Any, response: Any, conversation: Any,
-                      key: Any = None) -> AsyncGenerator[Any, None]:
+    async def execute(
+        self, prompt: Any, stream: Any, response: Any, conversation: Any, key: Any = None
+    ) -> AsyncGenerator[Any, None]:
         def run() -> Any:
             return self._sync_model.execute(prompt, stream, response, conversation, key=key)
 

@@ -14,14 +14,14 @@ pytest_plugins = ["pytester"]
 HERE = Path(__file__).parent
 RUN_BOUND = 600
 
-REGISTER_SAMPLES = f'''
+REGISTER_SAMPLES = f"""
 import sys
 sys.path.insert(0, {str(HERE)!r})
 import llm
 import sample_models
 if not llm.plugins.pm.is_registered(sample_models):
     llm.plugins.pm.register(sample_models, name="conformance-sample-models")
-'''
+"""
 
 
 @dataclass
@@ -42,25 +42,35 @@ class SuiteRun:
 
     def explain(self, model_id: str) -> str:
         """Every clause that did not pass, for assertion messages."""
-        return "\n".join(
-            f"{cid}: {c['outcome']}: {c['reason']}"
-            for cid, c in self.clauses(model_id).items() if c["outcome"] != "passed"
-        ) + "\n--- output tail ---\n" + "\n".join(self.result.outlines[-30:])
+        return (
+            "\n".join(
+                f"{cid}: {c['outcome']}: {c['reason']}"
+                for cid, c in self.clauses(model_id).items()
+                if c["outcome"] != "passed"
+            )
+            + "\n--- output tail ---\n"
+            + "\n".join(self.result.outlines[-30:])
+        )
 
 
 @pytest.fixture
 def run_suite(pytester: pytest.Pytester) -> Any:
     """``run_suite(test_source, *pytest_args, conftest="")`` -> SuiteRun."""
 
-    def run(test_source: str, *args: str, conftest: str = "", pyproject: str | None = None
-            ) -> SuiteRun:
+    def run(
+        test_source: str, *args: str, conftest: str = "", pyproject: str | None = None
+    ) -> SuiteRun:
         pytester.makeconftest(REGISTER_SAMPLES + conftest)
         pytester.makepyfile(test_suite=test_source)
         if pyproject is not None:
             pytester.makefile(".toml", pyproject=pyproject)
         report = pytester.path / "report.json"
         result = pytester.runpytest_subprocess(
-            "-p", "no:cacheprovider", "--llm-report-json", str(report), *args,
+            "-p",
+            "no:cacheprovider",
+            "--llm-report-json",
+            str(report),
+            *args,
             timeout=RUN_BOUND,
         )
         reports = {}

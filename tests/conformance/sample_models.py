@@ -64,8 +64,9 @@ class Good(llm.KeyModel):
     attachment_types = frozenset({"image/png"})
     Options = GoodOptions
 
-    def execute(self, prompt: Any, stream: bool, response: Any, conversation: Any,
-                key: str | None = None) -> Iterator[str]:
+    def execute(
+        self, prompt: Any, stream: bool, response: Any, conversation: Any, key: str | None = None
+    ) -> Iterator[str]:
         if prompt.prompt == FAIL_PROMPT:
             yield "partial "
             raise GoodModelError("asked to fail")
@@ -74,8 +75,9 @@ class Good(llm.KeyModel):
             yield f"the tool said {prompt.tool_results[0].output}"
             return
         if prompt.prompt == TOOL_PROMPT:
-            response.add_tool_call(llm.ToolCall(name="conformance_multiply",
-                                                arguments={"a": 6, "b": 7}))
+            response.add_tool_call(
+                llm.ToolCall(name="conformance_multiply", arguments={"a": 6, "b": 7})
+            )
             yield "calling the tool"
             return
         if prompt.schema:
@@ -99,8 +101,7 @@ class TortureType(llm.Model):
     model_id = "torture-type"
     can_stream = True
 
-    def execute(self, prompt: Any, stream: bool, response: Any, conversation: Any
-                ) -> Iterator[str]:
+    def execute(self, prompt: Any, stream: bool, response: Any, conversation: Any) -> Iterator[str]:
         yield from words(prompt)[:1]
         if prompt.prompt == FAIL_PROMPT:
             error = StreamBroken("upstream closed after 1 chunk")
@@ -114,8 +115,7 @@ class TortureIgnoreClose(llm.Model):
     model_id = "torture-ignore-close"
     can_stream = True
 
-    def execute(self, prompt: Any, stream: bool, response: Any, conversation: Any
-                ) -> Iterator[str]:
+    def execute(self, prompt: Any, stream: bool, response: Any, conversation: Any) -> Iterator[str]:
         chunks = words(prompt) * 4
         index = 0
         while index < len(chunks):
@@ -128,8 +128,7 @@ class TortureReorder(llm.Model):
     model_id = "torture-reorder"
     can_stream = True
 
-    def execute(self, prompt: Any, stream: bool, response: Any, conversation: Any
-                ) -> Iterator[str]:
+    def execute(self, prompt: Any, stream: bool, response: Any, conversation: Any) -> Iterator[str]:
         chunks = words(prompt)
         if threading.current_thread() is not threading.main_thread():
             for index in range(0, len(chunks) - 1, 2):
@@ -147,8 +146,7 @@ class TortureStdout(llm.Model):
     model_id = "torture-stdout"
     can_stream = True
 
-    def execute(self, prompt: Any, stream: bool, response: Any, conversation: Any
-                ) -> Iterator[str]:
+    def execute(self, prompt: Any, stream: bool, response: Any, conversation: Any) -> Iterator[str]:
         restored = threading.Event()
         with _stdout_lock:
             earlier = list(_inside)

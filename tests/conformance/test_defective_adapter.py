@@ -9,15 +9,15 @@ import pytest
 
 pytestmark = pytest.mark.slow  # each test runs the suite in a subprocess
 
-ADAPTER_01 = '''
+ADAPTER_01 = """
 import os
 os.environ["LLM_ASYNC_EXCLUDE"] = "*"  # the real adapter wraps nothing
 import adapter_01
 if not llm.plugins.pm.is_registered(adapter_01):
     llm.plugins.pm.register(adapter_01, name="adapter-0-1")
-'''
+"""
 
-SUITE = '''
+SUITE = """
 from conformance import SyncModelConformance
 import sample_models
 
@@ -29,7 +29,7 @@ class TestGoodThroughAdapter01(SyncModelConformance):
     tool_prompt = sample_models.TOOL_PROMPT
     options = {"repeat": 2}
     invalid_options = {"repeat": 0}
-'''
+"""
 
 # clause -> words its failure message must contain
 CAUGHT = {
@@ -41,8 +41,11 @@ CAUGHT = {
     "cancellation.wait_for": ["never closed"],
     "cancellation.abandoned": ["never garbage collected"],
     "conversation.turns": ["AsyncConversation", "coroutine"],
-    "errors.injected": ["completed successfully", "InjectedBaseException",
-                        "truncated answer passed as complete"],
+    "errors.injected": [
+        "completed successfully",
+        "InjectedBaseException",
+        "truncated answer passed as complete",
+    ],
     "timeouts.first_chunk": ["no adapter timeout", "LLM_ASYNC_FIRST_CHUNK_TIMEOUT"],
     "concurrency.limit": ["model_concurrency=1", "does not serialise"],
 }
@@ -61,5 +64,10 @@ def test_adapter_01_defects_are_caught(run_suite: Any) -> None:
     assert not problems, "\n".join(problems)
     # What 0.1 did right still passes: the suite does not fail everything.
     passed = run.with_outcome(model, "passed")
-    assert {"streaming.incremental", "streaming.order", "errors.model_raised",
-            "keys.explicit", "loop.responsive"} <= passed, run.explain(model)
+    assert {
+        "streaming.incremental",
+        "streaming.order",
+        "errors.model_raised",
+        "keys.explicit",
+        "loop.responsive",
+    } <= passed, run.explain(model)

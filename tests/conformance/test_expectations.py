@@ -8,7 +8,7 @@ import pytest
 
 pytestmark = pytest.mark.slow  # each test runs the suite in a subprocess
 
-SUITE = '''
+SUITE = """
 from conformance import SyncModelConformance, overridden
 import sample_models
 
@@ -29,15 +29,15 @@ class TestUndeclared(SyncModelConformance):
 
     def test_streaming_order(self, llm_conformance):
         pass
-'''
+"""
 
-PYPROJECT = '''
+PYPROJECT = """
 [tool.llm-conformance.expected-failures]
 "streaming.nonexistent" = "a typo: matches no clause"
 
 [tool.llm-conformance.models."conformance-good".expected-failures]
 "streaming.no_stream" = "our replacement test fails on purpose"
-'''
+"""
 
 ONLY = ("-k", "suite or streaming_order or no_stream")
 
@@ -76,9 +76,11 @@ def test_an_expected_failure_that_fails_keeps_the_run_green(run_suite: Any) -> N
 
 def test_expected_failures_file_option(run_suite: Any, pytester: Any) -> None:
     pytester.makefile(
-        ".toml", expected='[expected-failures]\n"streaming.no_stream" = "from a file"\n')
+        ".toml", expected='[expected-failures]\n"streaming.no_stream" = "from a file"\n'
+    )
     suite = SUITE.split("class TestUndeclared")[0].replace(
-        'expected_failures = {"streaming.order": "believed broken, but it is not"}', "")
+        'expected_failures = {"streaming.order": "believed broken, but it is not"}', ""
+    )
     run = run_suite(suite, *ONLY, "--llm-expected-failures", "expected.toml")
     clause = run.clauses("conformance-good")["streaming.no_stream"]
     assert clause["outcome"] == "xfailed" and "from a file" in clause["reason"]

@@ -11,7 +11,7 @@ from conformance.catalog import CLAUSES
 
 pytestmark = pytest.mark.slow  # each test runs the suite in a subprocess
 
-SUITE = '''
+SUITE = """
 from conformance import SyncModelConformance
 import sample_models
 
@@ -27,7 +27,7 @@ class TestGood(SyncModelConformance):
 
 class TestSingleTurn(TestGood):
     model_id = "conformance-single-turn"
-'''
+"""
 
 # Clauses that cannot apply to these models, and the words their skip reason must contain.
 EXPECTED_SKIPS: dict[str, dict[str, str]] = {
@@ -56,8 +56,9 @@ def test_good_models_pass_every_applicable_clause(run_suite: Any) -> None:
     for model_id, skips in EXPECTED_SKIPS.items():
         clauses = run.clauses(model_id)
         assert set(clauses) == set(CLAUSES), run.explain(model_id)
-        assert run.with_outcome(model_id, "failed", "error", "xpassed") == set(), (
-            run.explain(model_id))
+        assert run.with_outcome(model_id, "failed", "error", "xpassed") == set(), run.explain(
+            model_id
+        )
         assert run.with_outcome(model_id, "skipped") == set(skips), run.explain(model_id)
         for clause_id, words in skips.items():
             assert words in run.reason(model_id, clause_id)
@@ -66,5 +67,6 @@ def test_good_models_pass_every_applicable_clause(run_suite: Any) -> None:
     assert report["schema"] == "llm-conformance-report/1"
     assert report["adapter_active"] is True
     assert report["summary"]["passed"] == len(CLAUSES) - len(EXPECTED_SKIPS["conformance-good"])
-    run.result.stdout.fnmatch_lines(["*llm conformance: conformance-good*",
-                                     "*streaming.incremental*PASS*"])
+    run.result.stdout.fnmatch_lines(
+        ["*llm conformance: conformance-good*", "*streaming.incremental*PASS*"]
+    )

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-SUITE = '''
+SUITE = """
 import os
 import socket
 from pathlib import Path
@@ -42,17 +42,19 @@ class TestHermetic(SyncModelConformance):
         client.close()
         server.close()
         llm_conformance.note("hermetic")
-'''
+"""
 
 
 @pytest.mark.slow
-def test_clauses_run_hermetically(run_suite: Any, tmp_path: Path,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_clauses_run_hermetically(
+    run_suite: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     home = tmp_path / "real-home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
-    run = run_suite(SUITE, "-k", "streaming_order or keys or hygiene",
-                    "--llm-fixture", "matched-responses")
+    run = run_suite(
+        SUITE, "-k", "streaming_order or keys or hygiene", "--llm-fixture", "matched-responses"
+    )
     clauses = run.clauses("conformance-good")
     assert clauses["streaming.order"]["outcome"] == "passed", run.explain("conformance-good")
     assert clauses["streaming.order"]["reason"] == "hermetic"

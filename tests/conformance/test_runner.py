@@ -15,15 +15,25 @@ pytestmark = pytest.mark.slow  # each test runs the suite in a subprocess
 
 BOUND = 300
 REPORT_KEYS = {
-    "schema", "suite_version", "adapter_version", "adapter_active", "llm_version",
-    "python_version", "platform", "plugin", "model_id", "cell", "started", "duration_s",
-    "clauses", "summary",
+    "schema",
+    "suite_version",
+    "adapter_version",
+    "adapter_active",
+    "llm_version",
+    "python_version",
+    "platform",
+    "plugin",
+    "model_id",
+    "cell",
+    "started",
+    "duration_s",
+    "clauses",
+    "summary",
 }
 
 
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=BOUND,
-                          check=False)
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=BOUND, check=False)
 
 
 def check_report(path: Path, model_id: str) -> dict:
@@ -50,8 +60,19 @@ def hostile_dir(tmp_path: Path) -> Path:
 
 def test_runner_main_prints_table_and_writes_json(hostile_dir: Path) -> None:
     report = hostile_dir / "out" / "echo.json"
-    done = run([sys.executable, "-m", "conformance.runner", "echo", "--json", str(report),
-                "-k", "hook or streaming"], hostile_dir)
+    done = run(
+        [
+            sys.executable,
+            "-m",
+            "conformance.runner",
+            "echo",
+            "--json",
+            str(report),
+            "-k",
+            "hook or streaming",
+        ],
+        hostile_dir,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Checking 'echo'" in done.stdout
     assert "llm conformance: echo (llm " in done.stdout
@@ -59,14 +80,28 @@ def test_runner_main_prints_table_and_writes_json(hostile_dir: Path) -> None:
     data = check_report(report, "echo")
     assert data["plugin"]["name"] == "llm-echo"
     assert {c["id"] for c in data["clauses"]} == {
-        cid for cid in CLAUSES if cid.startswith(("hook.", "streaming."))}
+        cid for cid in CLAUSES if cid.startswith(("hook.", "streaming."))
+    }
     assert not (hostile_dir / ".pytest_cache").exists()
 
 
 def test_llm_async_check_command(hostile_dir: Path) -> None:
     report = hostile_dir / "markov.json"
-    done = run([sys.executable, "-m", "llm", "async", "check", "markov", "--json", str(report),
-                "-k", "hook or options"], hostile_dir)
+    done = run(
+        [
+            sys.executable,
+            "-m",
+            "llm",
+            "async",
+            "check",
+            "markov",
+            "--json",
+            str(report),
+            "-k",
+            "hook or options",
+        ],
+        hostile_dir,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     data = check_report(report, "markov")
     assert data["summary"].get("failed", 0) == 0
@@ -74,9 +109,25 @@ def test_llm_async_check_command(hostile_dir: Path) -> None:
 
 def test_pyargs_with_a_cell(tmp_path: Path) -> None:
     report, junit = tmp_path / "cell.json", tmp_path / "junit.xml"
-    done = run([sys.executable, "-m", "pytest", "--pyargs", "conformance", "--llm-cell",
-                "markov", "-p", "no:cacheprovider", "--llm-report-json", str(report),
-                f"--junitxml={junit}", "-k", "options or differential"], tmp_path)
+    done = run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--pyargs",
+            "conformance",
+            "--llm-cell",
+            "markov",
+            "-p",
+            "no:cacheprovider",
+            "--llm-report-json",
+            str(report),
+            f"--junitxml={junit}",
+            "-k",
+            "options or differential",
+        ],
+        tmp_path,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert junit.read_text().count("<testcase ") == 5
     data = check_report(report, "markov")
@@ -87,8 +138,19 @@ def test_pyargs_with_a_cell(tmp_path: Path) -> None:
 
 def test_unknown_model_is_an_error_on_every_clause(tmp_path: Path) -> None:
     report = tmp_path / "nope.json"
-    done = run([sys.executable, "-m", "conformance.runner", "no-such-model", "--json",
-                str(report), "-k", "hook_twin or streaming_order"], tmp_path)
+    done = run(
+        [
+            sys.executable,
+            "-m",
+            "conformance.runner",
+            "no-such-model",
+            "--json",
+            str(report),
+            "-k",
+            "hook_twin or streaming_order",
+        ],
+        tmp_path,
+    )
     assert done.returncode == 1
     data = check_report(report, "no-such-model")
     assert {c["outcome"] for c in data["clauses"]} == {"error"}

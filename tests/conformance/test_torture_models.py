@@ -10,7 +10,7 @@ from conformance import features
 
 pytestmark = pytest.mark.slow  # each test runs the suite in a subprocess
 
-SUITE = '''
+SUITE = """
 from conformance import SyncModelConformance
 import sample_models
 
@@ -31,7 +31,7 @@ class TestTortureReorder(SyncModelConformance):
 class TestTortureStdout(SyncModelConformance):
     model_id = "torture-stdout"
     adapter_settings = {"model_concurrency": 2}
-'''
+"""
 
 CANCELLATION = {  # a fresh set per import; trimmed for old llm below
     "cancellation.task_cancel",
@@ -46,8 +46,10 @@ EXPECTED: dict[str, tuple[set[str], list[str]]] = {
     "torture-type": ({"errors.model_raised"}, ["StreamBroken", "RuntimeError", "lost its type"]),
     "torture-ignore-close": (CANCELLATION, ["GeneratorExit", "did not close cleanly"]),
     # A reordered stream changes the text too, so the differential clause names it as well.
-    "torture-reorder": ({"streaming.order", "differential.output"},
-                        ["'QUICK '", "depends on the thread"]),
+    "torture-reorder": (
+        {"streaming.order", "differential.output"},
+        ["'QUICK '", "depends on the thread"],
+    ),
     "torture-stdout": ({"concurrency.stdio"}, ["fd 1 (stdout)", "/dev/null", "os.dup2"]),
 }
 
@@ -60,8 +62,10 @@ def test_each_torture_model_fails_exactly_its_clauses(run_suite: Any) -> None:
     for model_id, (clauses, words) in EXPECTED.items():
         failed = run.with_outcome(model_id, "failed", "error")
         if failed != clauses:
-            problems.append(f"{model_id}: failed {sorted(failed)}, expected {sorted(clauses)}\n"
-                            + run.explain(model_id))
+            problems.append(
+                f"{model_id}: failed {sorted(failed)}, expected {sorted(clauses)}\n"
+                + run.explain(model_id)
+            )
             continue
         for clause_id in clauses:
             reason = run.reason(model_id, clause_id)

@@ -52,22 +52,26 @@ def test_override_guard() -> None:
 def test_expectations_sources_and_validation(tmp_path: Path) -> None:
     pyproject = tmp_path / "pyproject.toml"
     pyproject.write_text(
-        '[tool.llm-conformance.expected-failures]\n'
+        "[tool.llm-conformance.expected-failures]\n"
         '"loop.responsive" = "blocks the loop on purpose"\n'
         '"loop.responsiv" = "typo"\n'
-        '[tool.llm-conformance.models.m.expected-failures]\n'
+        "[tool.llm-conformance.models.m.expected-failures]\n"
         '"hygiene.fds" = "keeps its model file open"\n'
         '"hygiene.threads" = ""\n'
     )
-    found = expectations.load(model_id="m", pyproject=pyproject,
-                              class_entries={"loop.responsive": "class wins"},
-                              class_name="TestM")
+    found = expectations.load(
+        model_id="m",
+        pyproject=pyproject,
+        class_entries={"loop.responsive": "class wins"},
+        class_name="TestM",
+    )
     assert set(found.entries) == {"loop.responsive", "hygiene.fds"}
     assert found.entries["loop.responsive"].reason == "class wins"
     assert [e.clause_id for e in found.unknown] == ["loop.responsiv"]
     assert any("non-empty reason" in p for p in found.problems)
     assert "[expected failure, pyproject.toml [tool.llm-conformance] [models.m]]" in (
-        found.reason_for("hygiene.fds") or "")
+        found.reason_for("hygiene.fds") or ""
+    )
     other = expectations.load(model_id="other", pyproject=pyproject)
     assert "hygiene.fds" not in other.entries
 
@@ -84,8 +88,9 @@ def test_samples_reject_unknown_names() -> None:
 
 
 def test_capability_skip_reasons_say_how_to_enable() -> None:
-    model = SimpleNamespace(can_stream=False, Options=None, supports_tools=False,
-                            attachment_types=set())
+    model = SimpleNamespace(
+        can_stream=False, Options=None, supports_tools=False, attachment_types=set()
+    )
     caps = capabilities.derive(model, {"supports_schema": (True, "TestX")})
     assert caps.supports_schema is True and caps.sources["supports_schema"] == "TestX"
     reason = capabilities.skip_reason(caps, "supports_tools")
@@ -97,25 +102,53 @@ def test_capability_skip_reasons_say_how_to_enable() -> None:
 
 
 def _report(when: str, outcome: str, **extra: Any) -> Any:
-    return SimpleNamespace(when=when, outcome=outcome, passed=outcome == "passed",
-                           failed=outcome == "failed", skipped=outcome == "skipped",
-                           duration=0.5, user_properties=[], **extra)
+    return SimpleNamespace(
+        when=when,
+        outcome=outcome,
+        passed=outcome == "passed",
+        failed=outcome == "failed",
+        skipped=outcome == "skipped",
+        duration=0.5,
+        user_properties=[],
+        **extra,
+    )
 
 
-@pytest.mark.parametrize(("phases", "outcome", "reason"), [
-    ([("setup", "passed", {}), ("call", "passed", {})], "passed", ""),
-    ([("setup", "skipped", {"longrepr": ("f", 1, "Skipped: why")})], "skipped", "why"),
-    ([("setup", "failed", {"longrepr": "boom"})], "error", "boom"),
-    ([("setup", "passed", {}), ("call", "failed", {"longrepr": "AssertionError: bad"})],
-     "failed", "bad"),
-    ([("setup", "passed", {}),
-      ("call", "skipped", {"wasxfail": "known", "longrepr": ("f", 1, "oops")})],
-     "xfailed", "known -- failed with: oops"),
-    ([("setup", "passed", {}), ("call", "failed", {"longrepr": "[XPASS(strict)] known"})],
-     "xpassed", "expected to fail but passed (strict): known"),
-    ([("setup", "passed", {}), ("call", "passed", {}),
-      ("teardown", "failed", {"longrepr": "leak"})], "error", "teardown: leak"),
-])
+@pytest.mark.parametrize(
+    ("phases", "outcome", "reason"),
+    [
+        ([("setup", "passed", {}), ("call", "passed", {})], "passed", ""),
+        ([("setup", "skipped", {"longrepr": ("f", 1, "Skipped: why")})], "skipped", "why"),
+        ([("setup", "failed", {"longrepr": "boom"})], "error", "boom"),
+        (
+            [("setup", "passed", {}), ("call", "failed", {"longrepr": "AssertionError: bad"})],
+            "failed",
+            "bad",
+        ),
+        (
+            [
+                ("setup", "passed", {}),
+                ("call", "skipped", {"wasxfail": "known", "longrepr": ("f", 1, "oops")}),
+            ],
+            "xfailed",
+            "known -- failed with: oops",
+        ),
+        (
+            [("setup", "passed", {}), ("call", "failed", {"longrepr": "[XPASS(strict)] known"})],
+            "xpassed",
+            "expected to fail but passed (strict): known",
+        ),
+        (
+            [
+                ("setup", "passed", {}),
+                ("call", "passed", {}),
+                ("teardown", "failed", {"longrepr": "leak"}),
+            ],
+            "error",
+            "teardown: leak",
+        ),
+    ],
+)
 def test_outcomes_from_reports(phases: list[Any], outcome: str, reason: str) -> None:
     result = ClauseResult("loop.responsive")
     for when, phase_outcome, extra in phases:
@@ -132,6 +165,13 @@ def test_json_report_paths_and_shape(tmp_path: Path) -> None:
     assert [p.name for p in written] == ["r-m_one.json", "r-two.json"]
     data = jsonreport.build(one)
     assert data["summary"] == {"failed": 1}
-    assert data["clauses"] == [{"id": "loop.responsive", "group": "loop", "outcome": "failed",
-                                "reason": "stall", "duration_s": 1.0}]
+    assert data["clauses"] == [
+        {
+            "id": "loop.responsive",
+            "group": "loop",
+            "outcome": "failed",
+            "reason": "stall",
+            "duration_s": 1.0,
+        }
+    ]
     assert data["started"].endswith("Z")

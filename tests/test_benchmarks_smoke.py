@@ -1,0 +1,122 @@
+"""Smoke test of the benchmark harness: every code path on tiny sizes, no timing assertions."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if importlib.util.find_spec("benchmarks") is None:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import cli, families, plots, report, stats, targets, venv01  # noqa: E402
+from benchmarks.spec import Config  # noqa: E402
+
+VERDICTS = {"met", "not met", "not measured"}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    """One tiny run of every family (the 0.1 environment is not created)."""
+    out = tmp_path_factory.mktemp("bench")
+    cfg = Config(profile="tiny", out=out, warmup=0, v01=False, plots=False, quiet=True,
+                 timeout=120.0, logs=out / "logs")
+    return cli.run(cfg, command="python -m benchmarks --profile tiny"), out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_every_family_runs_and_reports(tiny_run: tuple[dict[str, Any], Path]) -> None:
+    result, _ = tiny_run
+    assert set(result["families"]) == set(families.BY_NAME)
+    for name, section in result["families"].items():
+        assert section["summary"] is not None, name
+        assert not section["errors"], (name, section["errors"])
+        raw_samples = [s for r in section["raw"] for s in r["samples"]]
+        if name != "real":  # real models may be missing here; they are skipped with a reason
+            assert raw_samples, f"{name} produced no sample"
+        for job in section["raw"]:
+            assert job["samples"] or job["skipped"], (name, job["case"], job["contender"])
+    skipped = result["families"]["per_chunk"]["skipped"]
+    assert any("v0.1" in what and "disabled" in why for what, why in skipped.items())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_outputs_are_written(tiny_run: tuple[dict[str, Any], Path]) -> None:
+    _, out = tiny_run
+    data = json.loads((out / report.JSON_NAME).read_text())
+    assert data["schema"] == "llm-all-models-async-benchmarks/1"
+    for key in ("python", "llm", "cpu", "cpus", "platform", "date_utc"):
+        assert data["meta"][key] is not None, key
+    assert data["workers"]["0.2"]["llm_version"] == data["meta"]["llm"]
+    assert [t["verdict"] for t in data["targets"]] and all(
+        t["verdict"] in VERDICTS for t in data["targets"]
+    )
+    text = (out / report.MARKDOWN_NAME).read_text()
+    assert "python -m benchmarks" in text
+    for family in families.ORDER:
+        assert f"## {family.TITLE}" in text
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_plots(tiny_run: tuple[dict[str, Any], Path], tmp_path: Path) -> None:
+    reason = plots.available()
+    if reason:
+        pytest.skip(reason)
+    result, _ = tiny_run
+    written, skipped = plots.write(result["families"], tmp_path)
+    assert skipped is None
+    assert {Path(p).name for p in written} == {name for name, _ in plots.PLOTS.values()}
+    for path in written:
+        assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_targets_without_data_are_not_measured() -> None:
+    assert {t["verdict"] for t in targets.evaluate({})} == {"not measured"}
+
+
+def test_produced_ahead_target_compares_with_the_buffer() -> None:
+    summary = {"rows": [{"contender": "adapter", "buffer": 4, "ahead_max": 5, "held_kb": 1.0}]}
+    verdict = targets.produced_ahead(summary)
+    assert verdict["verdict"] == "not met"
+    summary["rows"][0]["ahead_max"] = 4
+    assert targets.produced_ahead(summary)["verdict"] == "met"
+
+
+def test_percentiles() -> None:
+    assert stats.percentile([1, 2, 3, 4], 50) == 2.5
+    assert stats.percentile([5], 99) == 5
+    assert stats.median([]) != stats.median([])  # NaN for no data
+    assert stats.fmt(float("nan")) == stats.DASH
+
+
+def test_v01_environment_is_reused_when_its_stamp_matches(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    python = venv01.python_of(venv)
+    python.parent.mkdir(parents=True)
+    python.write_text("")
+    (venv / venv01.STAMP).write_text(json.dumps({"requirements": venv01.requirements()}))
+    assert venv01.ensure(venv, tmp_path / "pip.log") == python
+    assert not (tmp_path / "pip.log").exists()  # pip never ran
+    assert any(req.startswith("llm==") for req in venv01.requirements())
+    assert venv01.RELEASE in venv01.requirements()
+
+
+def test_every_family_has_the_interface() -> None:
+    for family in families.ORDER:
+        for attr in ("NAME", "TITLE", "plan", "measure", "summarize", "markdown"):
+            assert hasattr(family, attr), (family.NAME, attr)
+        cfg = Config(profile="tiny")
+        if hasattr(family, "context"):
+            jobs = family.plan(cfg, {"env": {}, "skipped": {}})
+        else:
+            jobs = family.plan(cfg)
+            assert jobs, family.NAME
+        assert all(job.family == family.NAME for job in jobs)
