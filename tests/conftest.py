@@ -15,6 +15,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import fake_models
 from helpers import wait_until, worker_threads
 
+# pytester (the conformance suite's own tests) must be enabled from the top-level conftest.
+pytest_plugins = ["pytester"]
+
 if not llm.plugins.pm.is_registered(fake_models):
     llm.plugins.pm.register(fake_models, name="llm-async-fake-models")
 

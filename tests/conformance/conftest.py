@@ -9,8 +9,6 @@ from typing import Any
 
 import pytest
 
-pytest_plugins = ["pytester"]
-
 HERE = Path(__file__).parent
 RUN_BOUND = 600
 
