@@ -59,8 +59,15 @@ class Deadlines:
 class Channel:
     """State shared by the worker and the consumer; it references neither of them."""
 
-    def __init__(self, model_id: str, capacity: int, stall_timeout: float | None) -> None:
+    def __init__(
+        self,
+        model_id: str,
+        capacity: int,
+        stall_timeout: float | None,
+        wake_on_start: bool = False,
+    ) -> None:
         self.model_id = model_id
+        self.wake_on_start = wake_on_start
         self.capacity = capacity
         self.stall_timeout = stall_timeout
         # Re-entrant: the consumer handle's finaliser (stop) may run from a garbage
@@ -133,7 +140,8 @@ class Channel:
         """Record that the worker has begun (the first-chunk clock starts here)."""
         with self.lock:
             self.worker_started_at = time.monotonic()
-            self._wake_locked()  # a waiting consumer recomputes its deadline
+            if self.wake_on_start:
+                self._wake_locked()  # a waiting consumer recomputes its first-chunk deadline
 
     def finish(self, error: BaseException | None) -> None:
         """Record the end of the stream (``error`` None: exhausted normally)."""
@@ -175,6 +183,7 @@ def _produce(
             return
         iterator = make_iterator()
         source = iter(iterator)
+        yielded_gil_at = time.monotonic()
         while channel.wait_for_room():
             try:
                 item = next(source)
@@ -182,6 +191,12 @@ def _produce(
                 break
             if not channel.put(item):
                 break
+            # A pure-Python model holds the GIL for the whole switch interval (5 ms); give the
+            # event loop a turn at least every millisecond so it stays responsive.
+            now = time.monotonic()
+            if now - yielded_gil_at > 0.001:
+                time.sleep(0)
+                yielded_gil_at = now
     except BaseException as exc:
         error = exc
     finally:
@@ -322,7 +337,12 @@ def open_stream(
     ``on_exit`` runs on the worker once the iterator is closed, whatever happened; it
     releases the slots the stream holds.
     """
-    channel = Channel(model_id, capacity, deadlines.stall_timeout)
+    channel = Channel(
+        model_id,
+        capacity,
+        deadlines.stall_timeout,
+        wake_on_start=deadlines.first_chunk_timeout is not None,
+    )
     context = contextvars.copy_context()
     stream = ThreadStream(channel, deadlines, started_at)
 

@@ -155,19 +155,20 @@ class _FileCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._key: tuple[str, int] | None = None
+        self._key: tuple[Any, ...] | None = None
         self._data: dict[str, dict[str, Any]] = {}
 
     def load(self, path: Path) -> dict[str, dict[str, Any]]:
         try:
-            mtime = path.stat().st_mtime_ns
+            stat = path.stat()
         except FileNotFoundError:
             return {}
+        key = (str(path), stat.st_mtime_ns, stat.st_size, stat.st_ino)
         with self._lock:
-            if self._key == (str(path), mtime):
+            if self._key == key:
                 return self._data
             data = read_overrides(path)
-            self._key, self._data = (str(path), mtime), data
+            self._key, self._data = key, data
             return data
 
 
@@ -217,10 +218,39 @@ def parse_value(name: str, value: Any, *, where: str) -> Any:
         raise SettingError(f"{where}: {name} must be {error}, got {value!r}") from None
 
 
+_resolved_lock = threading.Lock()
+_resolved: dict[tuple[Any, ...], Settings] = {}
+
+
 def resolve(model_id: str, environ: Mapping[str, str] | None = None) -> Settings:
-    """Effective settings of ``model_id``: environment over the file over defaults."""
+    """Effective settings of ``model_id``: environment over the file over defaults.
+
+    Memoised on everything it reads (the ``LLM_ASYNC_*`` values and the file's identity), as
+    it runs once per prompt.
+    """
     environ = os.environ if environ is None else environ
-    overrides = _cache.load(settings_path()).get(model_id, {})
+    path = settings_path()
+    try:
+        stat = path.stat()
+        stamp: tuple[Any, ...] = (str(path), stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    except FileNotFoundError:
+        stamp = (str(path), None)
+    env_values = tuple(environ.get(spec.env_var) for spec in SPECS.values())
+    key = (model_id, stamp, env_values)
+    with _resolved_lock:
+        cached = _resolved.get(key)
+    if cached is not None:
+        return cached
+    settings = _resolve(model_id, environ, path)
+    with _resolved_lock:
+        if len(_resolved) > 256:
+            _resolved.clear()
+        _resolved[key] = settings
+    return settings
+
+
+def _resolve(model_id: str, environ: Mapping[str, str], path: Path) -> Settings:
+    overrides = _cache.load(path).get(model_id, {})
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for name, spec in SPECS.items():
