@@ -24,8 +24,16 @@ VERDICTS = {"met", "not met", "not measured"}
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
     """One tiny run of every family (the 0.1 environment is not created)."""
     out = tmp_path_factory.mktemp("bench")
-    cfg = Config(profile="tiny", out=out, warmup=0, v01=False, plots=False, quiet=True,
-                 timeout=120.0, logs=out / "logs")
+    cfg = Config(
+        profile="tiny",
+        out=out,
+        warmup=0,
+        v01=False,
+        plots=False,
+        quiet=True,
+        timeout=120.0,
+        logs=out / "logs",
+    )
     return cli.run(cfg, command="python -m benchmarks --profile tiny"), out
 
 

@@ -1,0 +1,28 @@
+"""The registry of figure families, in the order they run and are reported."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from . import (
+    cancellation,
+    concurrency,
+    first_chunk,
+    loop_lag,
+    per_chunk,
+    real,
+    stall,
+    threads,
+)
+
+ORDER: tuple[ModuleType, ...] = (
+    per_chunk,
+    first_chunk,
+    cancellation,
+    concurrency,
+    loop_lag,
+    stall,
+    threads,
+    real,
+)
+BY_NAME: dict[str, ModuleType] = {family.NAME: family for family in ORDER}

@@ -1,0 +1,103 @@
+"""Time to first chunk: from ``model.prompt()`` to the first chunk in the consumer's hands."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .spec import Config, Job, JobResult, find
+from .stats import TIMES, fmt, median, percentile, ratio, spread
+
+NAME = "first_chunk"
+TITLE = "Time to first chunk"
+HEADLINE = "ttfc_us"
+CONTENDERS = ("adapter", "native", "sync", "v0.1")
+PROMPTS = {"full": 200, "quick": 60, "tiny": 3}
+REPEATS = {"full": 5, "quick": 3, "tiny": 1}
+CHUNKS = 8
+
+
+def plan(cfg: Config) -> list[Job]:
+    params = {"prompts": cfg.pick(PROMPTS), "chunks": CHUNKS}
+    return [
+        Job(NAME, "all", "default", c, params, repeats=cfg.n_repeats(REPEATS)) for c in CONTENDERS
+    ]
+
+
+def measure(contender: str, params: dict[str, Any]) -> Any:
+    """One repeat: ``prompts`` prompts in a row, each timed to its first and last chunk."""
+    from .contenders import model_for
+
+    model = model_for(contender)
+    if contender == "sync":
+        firsts, totals = [], []
+        for _ in range(int(params["prompts"])):
+            start = time.perf_counter()
+            first = None
+            for _chunk in model.prompt("bench", chunks=int(params["chunks"])):
+                if first is None:
+                    first = time.perf_counter() - start
+            firsts.append(first)
+            totals.append(time.perf_counter() - start)
+        return _sample(firsts, totals)
+    return _measure_async(model, int(params["prompts"]), int(params["chunks"]))
+
+
+async def _measure_async(model: Any, prompts: int, chunks: int) -> dict[str, Any]:
+    firsts, totals = [], []
+    for _ in range(prompts):
+        start = time.perf_counter()
+        first = None
+        async for _chunk in model.prompt("bench", chunks=chunks):
+            if first is None:
+                first = time.perf_counter() - start
+        firsts.append(first)
+        totals.append(time.perf_counter() - start)
+    return _sample(firsts, totals)
+
+
+def _sample(firsts: list[float | None], totals: list[float]) -> dict[str, Any]:
+    values = [f * 1e6 for f in firsts if f is not None]
+    return {
+        "ttfc_us": median(values),
+        "ttfc_p90_us": percentile(values, 90),
+        "response_us": median([t * 1e6 for t in totals]),
+        "prompts": len(totals),
+    }
+
+
+def summarize(results: list[JobResult], cfg: Config) -> dict[str, Any]:
+    rows = []
+    for contender in CONTENDERS:
+        result = find(results, "default", contender)
+        if result is None:
+            continue
+        rows.append(
+            {
+                "contender": contender,
+                "ttfc_us": spread(result.values("ttfc_us")),
+                "ttfc_p90_us": median(result.values("ttfc_p90_us")),
+                "response_us": median(result.values("response_us")),
+            }
+        )
+    native = next((r["ttfc_us"]["median"] for r in rows if r["contender"] == "native"), None)
+    for row in rows:
+        row["vs_native"] = ratio(row["ttfc_us"]["median"], native or 0.0)
+    return {"prompts": cfg.pick(PROMPTS), "chunks": CHUNKS, "rows": rows}
+
+
+def markdown(summary: dict[str, Any]) -> list[str]:
+    lines = [
+        f"{summary['prompts']} prompts of {summary['chunks']} chunks per repeat, one after "
+        "another; medians over prompts, then over repeats.",
+        "",
+        "| contender | first chunk µs (median) | p90 µs | whole response µs | vs native |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in summary["rows"]:
+        lines.append(
+            f"| {row['contender']} | {fmt(row['ttfc_us']['median'])} | "
+            f"{fmt(row['ttfc_p90_us'])} | {fmt(row['response_us'])} | "
+            f"{fmt(row['vs_native'], 2, TIMES)} |"
+        )
+    return lines

@@ -1,0 +1,138 @@
+"""The performance targets: each one met, not met, or not measured, with the number behind it."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .stats import DASH, TIMES, fmt
+
+
+def _verdict(ok: bool | None) -> str:
+    return {True: "met", False: "not met", None: "not measured"}[ok]
+
+
+def _target(name: str, goal: str, ok: bool | None, value: str, detail: str) -> dict[str, Any]:
+    return {
+        "target": name,
+        "goal": goal,
+        "verdict": _verdict(ok),
+        "met": ok,
+        "value": value,
+        "detail": detail,
+    }
+
+
+def per_chunk(summary: dict[str, Any] | None) -> dict[str, Any]:
+    goal = f"adapter per-chunk cost ≤ 1.15 {TIMES} native async at the default buffer"
+    rows = {r["contender"]: r for r in (summary or {}).get("default", [])}
+    value = rows.get("adapter", {}).get("vs_native", math.nan)
+    if math.isnan(value):
+        return _target("per-chunk cost", goal, None, DASH, "adapter or native not measured")
+    detail = (
+        f"adapter {fmt(rows['adapter']['median'])} µs vs native "
+        f"{fmt(rows['native']['median'])} µs per chunk"
+    )
+    return _target("per-chunk cost", goal, value <= 1.15, f"{value:.2f}{TIMES}", detail)
+
+
+def cancellation(summary: dict[str, Any] | None) -> dict[str, Any]:
+    goal = "sync generator closed within one chunk interval + 20 ms of the stop (every repeat)"
+    rows = [r for r in (summary or {}).get("rows", []) if r["contender"] == "adapter"]
+    if not rows:
+        return _target("cancellation", goal, None, DASH, "adapter not measured")
+    worst = None
+    failures = []
+    for row in rows:
+        latency = row["latency_ms"]["max"]
+        closed_all = row["closed"].split("/")[0] == row["closed"].split("/")[1]
+        if not closed_all or math.isnan(latency) or latency > row["target_ms"]:
+            failures.append(
+                f"{row['case']}: {fmt(latency)} ms > {row['target_ms']:g} ms"
+                if closed_all
+                else f"{row['case']}: not closed ({row['closed']})"
+            )
+        margin = latency / row["target_ms"] if not math.isnan(latency) else math.inf
+        if worst is None or margin > worst[0]:
+            worst = (margin, row)
+    assert worst is not None
+    row = worst[1]
+    value = (
+        f"worst {fmt(row['latency_ms']['max'])} ms ({row['case']}, target {row['target_ms']:g} ms)"
+    )
+    detail = "; ".join(failures) if failures else "all scenarios within target"
+    return _target("cancellation", goal, not failures, value, detail)
+
+
+def concurrency(summary: dict[str, Any] | None) -> dict[str, Any]:
+    goal = f"32 concurrent 0.2 s IO-bound prompts, concurrency raised: wall ≤ 1.5 {TIMES} ideal"
+    row = next(
+        (r for r in (summary or {}).get("rows", []) if r["series"] == "raised" and r["n"] == 32),
+        None,
+    )
+    if row is None:
+        return _target("concurrency", goal, None, DASH, "n=32, concurrency raised: not measured")
+    value = row["vs_ideal"]
+    return _target(
+        "concurrency",
+        goal,
+        value <= 1.5,
+        f"{value:.2f}{TIMES}",
+        f"{fmt(row['wall_s']['median'], 3)} s for 32 prompts (ideal {row['ideal_s']:g} s)",
+    )
+
+
+def loop_lag(summary: dict[str, Any] | None, limit_ms: float = 20.0) -> dict[str, Any]:
+    goal = f"event-loop lag p99 < {limit_ms:g} ms while CPU-bound sync models run"
+    rows = [
+        r
+        for r in (summary or {}).get("rows", [])
+        if r["contender"] == "adapter" and r["streams"] > 0
+    ]
+    if not rows:
+        return _target("loop lag", goal, None, DASH, "adapter not measured")
+    worst = max(rows, key=lambda r: r["p99_ms"])
+    detail = ", ".join(f"{r['streams']} stream(s): p99 {fmt(r['p99_ms'], 2)} ms" for r in rows)
+    return _target(
+        "loop lag",
+        goal,
+        all(r["p99_ms"] < limit_ms for r in rows),
+        f"worst p99 {fmt(worst['p99_ms'], 2)} ms ({worst['streams']} streams)",
+        detail,
+    )
+
+
+def produced_ahead(summary: dict[str, Any] | None) -> dict[str, Any]:
+    goal = "chunks produced ahead of a stalled consumer never above LLM_ASYNC_BUFFER"
+    rows = [
+        r
+        for r in (summary or {}).get("rows", [])
+        if r["contender"] == "adapter" and r["buffer"] is not None
+    ]
+    if not rows:
+        return _target("produced ahead", goal, None, DASH, "adapter not measured")
+    over = [r for r in rows if r["ahead_max"] > r["buffer"]]
+    detail = ", ".join(f"buffer {r['buffer']}: {r['ahead_max']}" for r in rows)
+    worst = max(rows, key=lambda r: r["ahead_max"] - r["buffer"])
+    return _target(
+        "produced ahead",
+        goal,
+        not over,
+        f"worst {worst['ahead_max']} at buffer {worst['buffer']}",
+        detail,
+    )
+
+
+def evaluate(families: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every target, judged from the families' summaries (missing families: not measured)."""
+
+    def summary(name: str) -> dict[str, Any] | None:
+        return families.get(name, {}).get("summary")
+
+    return [
+        per_chunk(summary("per_chunk")),
+        cancellation(summary("cancellation")),
+        concurrency(summary("concurrency")),
+        loop_lag(summary("loop_lag")),
+        produced_ahead(summary("stall")),
+    ]
