@@ -138,6 +138,9 @@ class TortureReorder(llm.Model):
 
 _stdout_lock = threading.Lock()
 _inside: list[threading.Event] = []
+# A first run waits (briefly) for a second one while fd 1 is redirected, so the overlap the
+# hazard needs happens whenever the adapter lets two run at once; a lone run goes on after it.
+_second_entered = threading.Condition(_stdout_lock)
 
 
 class TortureStdout(llm.Model):
@@ -151,11 +154,15 @@ class TortureStdout(llm.Model):
         with _stdout_lock:
             earlier = list(_inside)
             _inside.append(restored)
+            _second_entered.notify_all()
             saved = os.dup(1)  # a later, overlapping run saves /dev/null here
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
             os.close(devnull)
         try:
+            if not earlier:
+                with _stdout_lock:
+                    _second_entered.wait_for(lambda: len(_inside) > 1, timeout=0.5)
             yield from words(prompt)
         finally:
             for event in earlier:  # restore after the runs that started earlier
