@@ -150,24 +150,34 @@ def settings_path() -> Path:
     return Path(llm.user_dir()) / SETTINGS_FILENAME
 
 
+def _file_bytes(path: Path) -> bytes | None:
+    """The settings file's content (None when absent): a few hundred bytes, read per prompt.
+
+    Keyed on content rather than on ``stat()``: file timestamps can be coarser than two quick
+    rewrites (and inodes are reused), which would serve stale settings.
+    """
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
 class _FileCache:
-    """Re-reads the settings file only when its modification time changes."""
+    """Parses and validates the settings file again only when its content changes."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._key: tuple[Any, ...] | None = None
+        self._key: tuple[str, bytes] | None = None
         self._data: dict[str, dict[str, Any]] = {}
 
-    def load(self, path: Path) -> dict[str, dict[str, Any]]:
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
+    def load(self, path: Path, content: bytes | None) -> dict[str, dict[str, Any]]:
+        if content is None:
             return {}
-        key = (str(path), stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        key = (str(path), content)
         with self._lock:
             if self._key == key:
                 return self._data
-            data = read_overrides(path)
+            data = parse_overrides(content, path)
             self._key, self._data = key, data
             return data
 
@@ -178,11 +188,15 @@ _cache = _FileCache()
 def read_overrides(path: Path | None = None) -> dict[str, dict[str, Any]]:
     """Return ``{model_id: {setting: value}}`` from the settings file, validating it."""
     path = path or settings_path()
-    if not path.exists():
-        return {}
+    content = _file_bytes(path)
+    return {} if content is None else parse_overrides(content, path)
+
+
+def parse_overrides(content: bytes, path: Path) -> dict[str, dict[str, Any]]:
+    """Validate the settings file's content; errors name the file, model and setting."""
     try:
-        raw = json.loads(path.read_text() or "{}")
-    except json.JSONDecodeError as error:
+        raw = json.loads(content.decode() or "{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise SettingError(f"{path} is not valid JSON: {error}") from None
     models = raw.get("models", {}) if isinstance(raw, dict) else None
     if not isinstance(models, dict):
@@ -225,23 +239,19 @@ _resolved: dict[tuple[Any, ...], Settings] = {}
 def resolve(model_id: str, environ: Mapping[str, str] | None = None) -> Settings:
     """Effective settings of ``model_id``: environment over the file over defaults.
 
-    Memoised on everything it reads (the ``LLM_ASYNC_*`` values and the file's identity), as
+    Memoised on everything it reads (the ``LLM_ASYNC_*`` values and the file's content), as
     it runs once per prompt.
     """
     environ = os.environ if environ is None else environ
     path = settings_path()
-    try:
-        stat = path.stat()
-        stamp: tuple[Any, ...] = (str(path), stat.st_mtime_ns, stat.st_size, stat.st_ino)
-    except FileNotFoundError:
-        stamp = (str(path), None)
+    content = _file_bytes(path)
     env_values = tuple(environ.get(spec.env_var) for spec in SPECS.values())
-    key = (model_id, stamp, env_values)
+    key = (model_id, str(path), content, env_values)
     with _resolved_lock:
         cached = _resolved.get(key)
     if cached is not None:
         return cached
-    settings = _resolve(model_id, environ, path)
+    settings = _resolve(model_id, environ, path, content)
     with _resolved_lock:
         if len(_resolved) > 256:
             _resolved.clear()
@@ -249,8 +259,10 @@ def resolve(model_id: str, environ: Mapping[str, str] | None = None) -> Settings
     return settings
 
 
-def _resolve(model_id: str, environ: Mapping[str, str], path: Path) -> Settings:
-    overrides = _cache.load(path).get(model_id, {})
+def _resolve(
+    model_id: str, environ: Mapping[str, str], path: Path, content: bytes | None
+) -> Settings:
+    overrides = _cache.load(path, content).get(model_id, {})
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for name, spec in SPECS.items():

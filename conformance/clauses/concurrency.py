@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import Iterator
 
 from .. import adapter
 from ..context import Context
@@ -16,6 +18,21 @@ from ..waiting import async_wait_until
 BOUND = 15.0
 VIOLATION_WINDOW = 0.3  # bounded wait for an execute beyond the limit to start
 STDIO = ((1, "stdout"), (2, "stderr"))
+
+
+@contextlib.contextmanager
+def stdio_kept() -> Iterator[None]:
+    """Put fds 1 and 2 back as they were: a model that redirects them while other clauses run
+    concurrent prompts must not hide that from ``concurrency.stdio`` (or break the run)."""
+    saved = {fd: os.dup(fd) for fd, _ in STDIO if fd_identity(fd) is not None}
+    before = {fd: fd_identity(fd) for fd in saved}
+    try:
+        yield
+    finally:
+        for fd, copy in saved.items():
+            if fd_identity(fd) != before[fd]:
+                os.dup2(copy, fd)
+            os.close(copy)
 
 
 def limit_of(ctx: Context) -> int:
@@ -68,7 +85,8 @@ class ConcurrencyClauses:
         limit = limit_of(ctx)
         expected, settings = reachable(ctx, limit)
         count = max(ctx.samples.concurrent_prompts, limit + 1)
-        results, most, reached = ctx.loop(lambda: _overlapped(ctx, count, expected))
+        with stdio_kept():
+            results, most, reached = ctx.loop(lambda: _overlapped(ctx, count, expected))
         failed = [r.error for r in results if r.error is not None]
         assert most <= limit, (
             f"{most} executes ran at once although model_concurrency={limit}: the adapter "
@@ -92,7 +110,8 @@ class ConcurrencyClauses:
             return list(await asyncio.gather(*(ctx.async_run(model=twin) for _ in range(count))))
 
         ctx.use(Plan())
-        concurrent = ctx.loop(main)
+        with stdio_kept():
+            concurrent = ctx.loop(main)
         errors = [r.error for r in concurrent if r.error is not None]
         assert not errors, f"{len(errors)} of {count} concurrent prompts failed: {errors[0]!r}"
         exact = ctx.deterministic(reseeded=False)
