@@ -207,12 +207,17 @@ def _produce(
                     close()
                 except RuntimeError as exc:
                     # "generator ignored GeneratorExit": the model kept yielding after close.
-                    logger.warning("model %r did not close cleanly: %s", channel.model_id, exc)
+                    # Log text only: a kept log record must not keep the generator's frame alive.
+                    message = str(exc)
+                    logger.warning("model %r did not close cleanly: %s", channel.model_id, message)
                 except BaseException as exc:
                     if error is None and not channel.stopped:
                         error = exc
                     else:
-                        logger.warning("model %r raised while closing: %r", channel.model_id, exc)
+                        message = repr(exc)
+                        logger.warning(
+                            "model %r raised while closing: %s", channel.model_id, message
+                        )
         finally:
             channel.finish(error)
             cancellation.bind(None)
