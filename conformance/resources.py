@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,3 +95,21 @@ def describe_fd(fd: int) -> str:
     except OSError:
         identity = fd_identity(fd)
         return "closed" if identity is None else f"device {identity[0]} inode {identity[1]}"
+
+
+@contextlib.contextmanager
+def stdio_kept() -> Iterator[None]:
+    """Put fds 1 and 2 back as they were on exit.
+
+    A model that redirects them (gpt4all, llama.cpp) must not leave one clause's damage for the
+    next, where ``concurrency.stdio`` would compare against an already broken fd.
+    """
+    saved = {fd: os.dup(fd) for fd in (1, 2) if fd_identity(fd) is not None}
+    before = {fd: fd_identity(fd) for fd in saved}
+    try:
+        yield
+    finally:
+        for fd, copy in saved.items():
+            if fd_identity(fd) != before[fd]:
+                os.dup2(copy, fd)
+            os.close(copy)

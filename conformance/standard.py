@@ -26,6 +26,7 @@ from .clauses.timeouts import TimeoutClauses
 from .context import RELEASE_BOUND, Bench, Context
 from .hermetic import hermetic
 from .instrument import Instrument
+from .resources import stdio_kept
 
 
 class _Derive:
@@ -254,11 +255,12 @@ class SyncModelConformance(
             pytest.skip(bench.inactive_reason)
         assert bench.instrument is not None
         bench.instrument.reset()
-        try:
-            yield Context(bench, request, monkeypatch)
-        finally:
-            bench.instrument.reset()
-            bench.instrument.wait_for_idle(RELEASE_BOUND)
+        with stdio_kept():
+            try:
+                yield Context(bench, request, monkeypatch)
+            finally:
+                bench.instrument.reset()
+                bench.instrument.wait_for_idle(RELEASE_BOUND)
 
     @pytest.fixture
     def llm_conformance_expectations(

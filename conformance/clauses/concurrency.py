@@ -3,36 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-from collections.abc import Iterator
 
 from .. import adapter
 from ..context import Context
 from ..instrument import Plan
 from ..marks import clause
-from ..resources import describe_fd, fd_identity
+from ..resources import describe_fd, fd_identity, stdio_kept
 from ..subject import RunResult, differences
 from ..waiting import async_wait_until
 
 BOUND = 15.0
 VIOLATION_WINDOW = 0.3  # bounded wait for an execute beyond the limit to start
 STDIO = ((1, "stdout"), (2, "stderr"))
-
-
-@contextlib.contextmanager
-def stdio_kept() -> Iterator[None]:
-    """Put fds 1 and 2 back as they were: a model that redirects them while other clauses run
-    concurrent prompts must not hide that from ``concurrency.stdio`` (or break the run)."""
-    saved = {fd: os.dup(fd) for fd, _ in STDIO if fd_identity(fd) is not None}
-    before = {fd: fd_identity(fd) for fd in saved}
-    try:
-        yield
-    finally:
-        for fd, copy in saved.items():
-            if fd_identity(fd) != before[fd]:
-                os.dup2(copy, fd)
-            os.close(copy)
 
 
 def limit_of(ctx: Context) -> int:

@@ -137,41 +137,45 @@ class TortureReorder(llm.Model):
 
 
 _stdout_lock = threading.Lock()
-_inside: list[threading.Event] = []
+_inside: list[object] = []
+# Set once two runs overlapped, until every run has left: like a plugin whose saved copy of
+# fd 1 is the /dev/null of another run, every exit then "restores" /dev/null.
+_lost_track = [False]
 # A first run waits (briefly) for a second one while fd 1 is redirected, so the overlap the
 # hazard needs happens whenever the adapter lets two run at once; a lone run goes on after it.
 _second_entered = threading.Condition(_stdout_lock)
 
 
 class TortureStdout(llm.Model):
-    """Silences fd 1 while generating; overlapping runs restore it in the wrong order."""
+    """Silences fd 1 while generating; once two runs overlap, fd 1 is left on /dev/null."""
 
     model_id = "torture-stdout"
     can_stream = True
 
     def execute(self, prompt: Any, stream: bool, response: Any, conversation: Any) -> Iterator[str]:
-        restored = threading.Event()
+        me = object()
         with _stdout_lock:
-            earlier = list(_inside)
-            _inside.append(restored)
+            if _inside:
+                _lost_track[0] = True
+            _inside.append(me)
             _second_entered.notify_all()
-            saved = os.dup(1)  # a later, overlapping run saves /dev/null here
+            saved = os.dup(1)
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
             os.close(devnull)
         try:
-            if not earlier:
-                with _stdout_lock:
+            with _stdout_lock:
+                if len(_inside) == 1:
                     _second_entered.wait_for(lambda: len(_inside) > 1, timeout=0.5)
             yield from words(prompt)
         finally:
-            for event in earlier:  # restore after the runs that started earlier
-                event.wait(2.0)
-            os.dup2(saved, 1)
-            os.close(saved)
-            restored.set()
             with _stdout_lock:
-                _inside.remove(restored)
+                _inside.remove(me)
+                if not _lost_track[0]:
+                    os.dup2(saved, 1)
+                if not _inside:
+                    _lost_track[0] = False
+            os.close(saved)
 
 
 @llm.hookimpl
