@@ -100,3 +100,41 @@ def timeout_error_problem(error: BaseException | None, setting: str, model_id: s
     if not isinstance(getattr(error, "limit", None), (int, float)):
         return f"{type(error).__name__} has no numeric .limit"
     return None
+
+
+# -- process isolation (issue 8) ------------------------------------------------------------
+
+
+def worker_crashed_error() -> type[BaseException] | None:
+    """``llm_all_models_async.WorkerCrashedError``, None when the adapter has none."""
+    module = _module()
+    return getattr(module, "WorkerCrashedError", None) if module is not None else None
+
+
+def live_workers() -> list[dict[str, Any]] | None:
+    """The adapter's live worker processes as ``llm async workers`` lists them, None if unknown."""
+    module = _module()
+    listing = getattr(module, "live_workers", None) if module is not None else None
+    if listing is None:
+        return None
+    try:
+        return [dict(entry) for entry in listing()]
+    except Exception:
+        return None
+
+
+def prompts_served(pid: int) -> int | None:
+    """How many prompts the worker ``pid`` served, by the adapter's own count; None if unknown."""
+    for entry in live_workers() or []:
+        if entry.get("pid") == pid:
+            served = entry.get("prompts_served")
+            return int(served) if served is not None else None
+    return None
+
+
+def stop_workers() -> None:
+    """Stop the adapter's worker processes (a test class must not leave warm workers behind)."""
+    module = _module()
+    stop = getattr(module, "stop_workers", None) if module is not None else None
+    if stop is not None:
+        stop()

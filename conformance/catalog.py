@@ -147,7 +147,46 @@ _CLAUSES: tuple[tuple[str, str], ...] = (
     ("hygiene.threads", "no thread is left behind after normal, cancelled and failed prompts"),
     ("hygiene.fds", "no file descriptor is left open after normal, cancelled and failed prompts"),
     ("hygiene.children", "no child process is left running after the prompts"),
+    (
+        "isolation.crash",
+        "process isolation: a worker killed mid-stream (SIGKILL) delivers the chunks before, "
+        "then WorkerCrashedError naming the model and signal; a fresh worker serves the next "
+        "prompt",
+    ),
+    (
+        "isolation.hard_cancel",
+        "process isolation: a worker deaf to the stop (blocked in a read) is killed "
+        "LLM_ASYNC_KILL_AFTER after a cancel and replaced",
+    ),
+    (
+        "isolation.warm_reuse",
+        "process isolation: prompts one after another run in the same worker on one model "
+        "instance (weights load once per worker)",
+    ),
+    (
+        "isolation.process_state",
+        "process isolation: fds 1/2, sys.stdout, logging, warning filters, environ, cwd and "
+        "signal handlers a worker's model changes stay unchanged here, during and after",
+    ),
+    (
+        "isolation.no_orphans",
+        "process isolation: when the parent is SIGKILLed its worker exits within a few seconds",
+    ),
 )
+
+# What to change when a clause fails (shown in reports; isolation clauses point at the adapter).
+FIX_HINTS: dict[str, str] = {
+    "isolation.crash": "watch the worker's exit in the process server and raise "
+    "WorkerCrashedError (llm.ModelError) with the model, signal and stderr tail",
+    "isolation.hard_cancel": "after a stop, kill a worker still inside the model after "
+    "LLM_ASYNC_KILL_AFTER seconds and start a fresh one for the next prompt",
+    "isolation.warm_reuse": "keep the worker and its one looked-up model instance for later "
+    "prompts instead of starting or looking up per prompt",
+    "isolation.process_state": "start workers as fresh interpreters with their own fds 1/2, "
+    "never run execute() in the serving process",
+    "isolation.no_orphans": "set PR_SET_PDEATHSIG in the worker and exit on EOF of the "
+    "parent's pipe",
+}
 
 CLAUSES: dict[str, ClauseInfo] = {cid: ClauseInfo(cid, summary) for cid, summary in _CLAUSES}
 GROUPS: tuple[str, ...] = tuple(dict.fromkeys(info.group for info in CLAUSES.values()))

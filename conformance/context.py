@@ -34,6 +34,7 @@ class Bench:
     setup_error: str | None = None
     inactive_reason: str | None = None
     cell: str | None = None
+    isolation: str = "thread"
     _determinism: dict[str, bool] = field(default_factory=dict)
     _references: dict[Any, RunResult] = field(default_factory=dict)
 

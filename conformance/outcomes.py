@@ -40,6 +40,7 @@ class ClassRun:
     nodeid: str
     model_id: str | None
     cell: str | None
+    isolation: str = "thread"
     started: float = field(default_factory=time.time)
     finished: float | None = None
     plugin: dict[str, str] | None = None

@@ -47,6 +47,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "dir before the model is looked up (repeatable)",
     )
     group.addoption(
+        "--llm-isolation",
+        dest=runconfig.OPT_ISOLATION,
+        choices=runconfig.ISOLATIONS,
+        help="run the model in the adapter's thread or process isolation (sets "
+        "LLM_ASYNC_ISOLATION for the run); a test class's `isolation` attribute wins",
+    )
+    group.addoption(
         "--llm-report-json",
         dest=runconfig.OPT_REPORT,
         metavar="PATH",
@@ -117,7 +124,7 @@ def _run_for(item: pytest.Item) -> ClassRun:
     run = runs.get(key)
     if run is None:
         config = runconfig.for_class(item.cls, item.config)  # type: ignore[attr-defined]
-        run = runs[key] = ClassRun(key, config.model_id, config.cell_name)
+        run = runs[key] = ClassRun(key, config.model_id, config.cell_name, config.isolation)
     return run
 
 

@@ -13,6 +13,9 @@ OPT_CELL = "llm_cell"
 OPT_FIXTURE = "llm_fixture"
 OPT_REPORT = "llm_report_json"
 OPT_EXPECTED = "llm_expected_failures"
+OPT_ISOLATION = "llm_isolation"
+ISOLATION_ENV = "LLM_ASYNC_ISOLATION"
+ISOLATIONS = ("thread", "process")
 
 _cells: dict[str, Any] = {}
 
@@ -25,6 +28,7 @@ class RunConfig:
     fixtures: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    isolation: str = "thread"  # the adapter's isolation setting for the whole class
 
 
 def load_cell(name: str) -> Any:
@@ -55,7 +59,40 @@ def for_class(cls: type, config: pytest.Config) -> RunConfig:
         *(getattr(cls, "llm_fixtures", None) or []),
     ]
     env = {**(getattr(cell, "env", None) or {}), **(getattr(cls, "env", None) or {})}
-    return RunConfig(model_id, cell, cell_name, list(dict.fromkeys(fixtures)), env, error)
+    isolation, problem = _isolation(cls, config, cell, env)
+    if isolation is not None:
+        env[ISOLATION_ENV] = isolation
+    return RunConfig(
+        model_id,
+        cell,
+        cell_name,
+        list(dict.fromkeys(fixtures)),
+        env,
+        error or problem,
+        isolation or "thread",
+    )
+
+
+def _isolation(
+    cls: type, config: pytest.Config, cell: Any, env: dict[str, str]
+) -> tuple[str | None, str | None]:
+    """The class attribute, else ``--llm-isolation``, else the cell, else the env given.
+
+    None means "not chosen": the adapter's own default (thread) applies.
+    """
+    layers = (
+        (getattr(cls, "isolation", None), f"{getattr(cls, '__name__', cls)}.isolation"),
+        (config.getoption(OPT_ISOLATION, None), "--llm-isolation"),
+        (getattr(cell, "isolation", None), "the matrix cell's isolation"),
+        (env.get(ISOLATION_ENV), f"env {ISOLATION_ENV}"),
+    )
+    for value, source in layers:
+        if value is None:
+            continue
+        if value not in ISOLATIONS:
+            return None, f"{source} is {value!r}; expected one of {', '.join(ISOLATIONS)}"
+        return str(value), None
+    return None, None
 
 
 def expected_failures_file(cls: type, config: pytest.Config) -> Path | None:
