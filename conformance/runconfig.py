@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,15 +77,16 @@ def for_class(cls: type, config: pytest.Config) -> RunConfig:
 def _isolation(
     cls: type, config: pytest.Config, cell: Any, env: dict[str, str]
 ) -> tuple[str | None, str | None]:
-    """The class attribute, else ``--llm-isolation``, else the cell, else the env given.
+    """The class attribute, else ``--llm-isolation``, else the cell's or class's env, else
+    this process's ``LLM_ASYNC_ISOLATION`` (the adapter would honour it too).
 
     None means "not chosen": the adapter's own default (thread) applies.
     """
     layers = (
         (getattr(cls, "isolation", None), f"{getattr(cls, '__name__', cls)}.isolation"),
         (config.getoption(OPT_ISOLATION, None), "--llm-isolation"),
-        (getattr(cell, "isolation", None), "the matrix cell's isolation"),
-        (env.get(ISOLATION_ENV), f"env {ISOLATION_ENV}"),
+        (env.get(ISOLATION_ENV), f"the run's env {ISOLATION_ENV}"),
+        (os.environ.get(ISOLATION_ENV), f"environment variable {ISOLATION_ENV}"),
     )
     for value, source in layers:
         if value is None:
