@@ -204,10 +204,8 @@ class WorkerProcess:
             "model_id": self.model_id,
             "model_class": list(self.model_class),
         }
-        try:
+        with contextlib.suppress(OSError):  # a dead worker is reported by the reader
             self.connection.send(protocol.HELLO, 0, hello)
-        except OSError:
-            pass  # the reader sees the worker's death and reports it
 
     # -- prompts -------------------------------------------------------------------------
 
@@ -223,10 +221,8 @@ class WorkerProcess:
             for secret in (request.get("key"), request.get("model_key")):
                 if secret:
                     self.secrets.add(secret)
-        try:
+        with contextlib.suppress(OSError):  # the reader reports the crash to the sink
             self.connection.send(protocol.PROMPT, number, request)
-        except OSError:
-            pass  # the reader reports the crash to the sink
         return number
 
     def send(self, kind: str, number: int, payload: Any = None) -> None:
