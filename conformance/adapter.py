@@ -112,13 +112,13 @@ def worker_crashed_error() -> type[BaseException] | None:
 
 
 def live_workers() -> list[dict[str, Any]] | None:
-    """The adapter's live worker processes as ``llm async workers`` lists them, None if unknown."""
-    module = _module()
-    listing = getattr(module, "live_workers", None) if module is not None else None
-    if listing is None:
-        return None
+    """The adapter's live worker processes as ``llm async workers`` lists them (pid, model_id,
+    prompts_served, ...), None when the adapter has no process isolation."""
     try:
-        return [dict(entry) for entry in listing()]
+        registry = importlib.import_module("llm_all_models_async.process.registry")
+        import dataclasses
+
+        return [dataclasses.asdict(record) for record in registry.live_records()]
     except Exception:
         return None
 
@@ -132,9 +132,14 @@ def prompts_served(pid: int) -> int | None:
     return None
 
 
-def stop_workers() -> None:
-    """Stop the adapter's worker processes (a test class must not leave warm workers behind)."""
-    module = _module()
-    stop = getattr(module, "stop_workers", None) if module is not None else None
-    if stop is not None:
-        stop()
+def stop_workers(timeout: float = 10.0) -> None:
+    """Stop this process's worker processes and wait (bounded) until they exited: a test class
+    must not leave warm workers of its temporary user dir behind."""
+    try:
+        pool = importlib.import_module("llm_all_models_async.process.pool")
+    except Exception:
+        return
+    workers = list(pool.all_workers())
+    pool.shutdown()
+    for worker in workers:
+        worker.exited.wait(timeout)

@@ -11,7 +11,8 @@ reads the same :class:`~conformance.instrument.Record` objects in both modes.
   ``LLM_ASYNC_WORKER_SETUP`` hook).  It wraps the model class's ``execute`` in the worker: each
   call opens one connection, receives the current :class:`~conformance.instrument.Plan`,
   reports its arguments, every chunk and how it ended, and blocks on the test's gates through
-  the connection (a blocking ``recv``, like a model stuck in C).
+  the connection (a blocking ``recv``, like a model stuck in C).  Each chunk is acknowledged
+  before it is yielded, so a chunk the consumer holds is always in the record already.
 * Thread names carry the worker's pid (``MainThread@pid 1234``), so "ran on the event loop's
   thread" can never match a worker thread by accident.
 
@@ -259,6 +260,7 @@ class RemoteInstrument(Instrument):
             if kind == "chunk":
                 record.chunks.append(Chunk(info["value"], info["thread"], info["at"]))
                 record.padded = info["padded"]
+                connection.send(True)  # recorded before the chunk leaves the worker's execute()
             elif kind == "hold":
                 assert plan.hold_first is not None
                 released = plan.hold_first.wait(plan.wait_bound)
@@ -468,6 +470,7 @@ def _run_remote(
                     },
                 )
             )
+            connection.recv()
             yield value
             if plan["meddle"] and count == 1:
                 connection.send(("meddled", _meddle(undo)))

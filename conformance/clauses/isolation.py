@@ -340,9 +340,11 @@ class IsolationClauses:
         before = ProcessState.take()
 
         async def main() -> tuple[list[str], Record]:
+            # Inside the loop: asyncio.run installs its own SIGINT handler.
+            in_loop = ProcessState.take()
             try:
                 _, iterator, record, _ = await _paused_stream(ctx, twin)
-                during = ProcessState.take().changes_since(before)
+                during = ProcessState.take().changes_since(in_loop)
             finally:
                 plan.gate.set()
             async for _ in iterator:
