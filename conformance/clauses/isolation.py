@@ -371,10 +371,12 @@ class IsolationClauses:
             pytest.skip("this platform has no /proc to find the worker's parent")
         plan = ctx.use(Plan(gate_after=1, pad_to=PAD))
         script = (
-            "import asyncio, json, sys, llm\n"
+            "import asyncio, json, sys\n"
+            "from conformance import subject\n"
             "model_id, prompt, kwargs = json.loads(sys.argv[1])\n"
+            "twin = subject.current_twin(subject.resolve(model_id))  # as the suite finds it\n"
             "async def main():\n"
-            "    async for chunk in llm.get_async_model(model_id).prompt(prompt, **kwargs):\n"
+            "    async for chunk in twin.prompt(prompt, **kwargs):\n"
             "        print('chunk', flush=True)\n"
             "asyncio.run(main())\n"
         )
