@@ -13,6 +13,7 @@ from . import (
     real,
     stall,
     threads,
+    throughput,
 )
 
 ORDER: tuple[ModuleType, ...] = (
@@ -21,6 +22,7 @@ ORDER: tuple[ModuleType, ...] = (
     cancellation,
     concurrency,
     loop_lag,
+    throughput,
     stall,
     threads,
     real,

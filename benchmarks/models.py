@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import itertools
 import threading
 import time
@@ -58,6 +59,9 @@ class BenchOptions(llm.Options):
     interval: float = Field(default=0.0, ge=0, description="seconds to sleep before each chunk")
     work: int = Field(default=0, ge=0, description="pure-Python loop steps before each chunk")
     size: int = Field(default=1, ge=1, description="characters per chunk")
+    hash_bytes: int = Field(
+        default=0, ge=0, description="bytes hashed with sha256 before each chunk (GIL released)"
+    )
     probe: str | None = Field(default=None, description="id of a Probe to record into")
 
 
@@ -87,11 +91,21 @@ class BenchSync(llm.Model):
 
     def execute(self, prompt, stream, response, conversation) -> Iterator[str]:
         opts = prompt.options
+        if opts.hash_bytes:
+            yield from _hashing(opts.chunks, opts.hash_bytes)
+            return
         probe = PROBES.get(opts.probe) if opts.probe else None
         if probe is None:
             yield from _plain(opts.chunks, opts.interval, opts.work, opts.size)
             return
         yield from _probed(probe, opts.chunks, opts.interval, opts.work, opts.size)
+
+
+def _hashing(chunks: int, size: int) -> Iterator[str]:
+    """CPU work that releases the GIL: hashlib drops it for buffers over 2 KiB."""
+    data = bytes(size)
+    for _ in range(chunks):
+        yield hashlib.sha256(data).hexdigest()[:1]
 
 
 def _plain(chunks: int, interval: float, work: int, size: int) -> Iterator[str]:
