@@ -97,7 +97,7 @@ def _portable_state(obj: Any, replace: dict[str, Any], what: str) -> dict[str, A
 
 
 def _rebuild(cls: type, state: dict[str, Any], model: Any, conversation: Any = None) -> Any:
-    obj = cls.__new__(cls)
+    obj: Any = object.__new__(cls)
     for name, value in state.items():
         if value == MODEL:
             value = model
