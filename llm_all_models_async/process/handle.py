@@ -233,6 +233,11 @@ class WorkerProcess:
         with contextlib.suppress(OSError):
             connection.send(kind, number, payload)
 
+    def is_running(self) -> bool:
+        """False once the process has ended, even before the reader noticed."""
+        process = self.process
+        return process is not None and process.poll() is None
+
     def kill(self) -> None:
         process = self.process
         if process is not None and not self.exited.is_set():

@@ -35,8 +35,8 @@ class ModelPool:
         with self._lock:
             while self._idle:
                 worker = self._idle.pop()
-                if worker.exited.is_set() or worker.closing:
-                    continue
+                if worker.exited.is_set() or worker.closing or not worker.is_running():
+                    continue  # died while idle (e.g. `llm async workers stop`)
                 if worker.retire_timer is not None:
                     worker.retire_timer.cancel()
                     worker.retire_timer = None

@@ -54,7 +54,7 @@ class WorkerRecord:
 def records_dir() -> Path:
     import llm
 
-    return Path(llm.user_dir()) / DIRNAME
+    return Path(llm.user_dir()) / DIRNAME  # type: ignore[no-untyped-call]
 
 
 def start_tick(pid: int) -> str | None:

@@ -87,7 +87,7 @@ class RemoteResponse(llm.Response):
         """Run the tool in the parent (where its callable lives); returns its ``ToolResult``."""
         return self._call_tool(tool_call)
 
-    def on_done(self, callback: Callable[[Any], Any]) -> None:  # type: ignore[override]
+    def on_done(self, callback: Callable[[Any], Any]) -> None:
         self._local_done_callbacks.append(callback)
 
     def run_done_callbacks(self) -> None:

@@ -107,7 +107,7 @@ class _Job:
     def on_end(self, outcome: dict[str, Any]) -> None:
         error: BaseException | None = None
         if outcome["stalled"]:
-            error = StallTimeoutError(self.model_id, self.worker_stall_timeout)
+            error = StallTimeoutError(self.model_id, self.worker_stall_timeout or 0.0)
         elif outcome["error"] is not None:
             error = wire.decode_exception(outcome["error"], self.model_id)
         self._finish(error)

@@ -15,7 +15,7 @@ Contract:
   keeps on them comes along).  A private attribute that cannot be pickled (a callback, a
   generator) is dropped; a public one raises :class:`WireError` naming it.
 * :func:`encode_exception` / :func:`decode_exception`: the exception keeps its type when it
-  survives a pickle round trip and its message holds no key; otherwise it becomes a
+  survives a pickle round trip (keys in its arguments are redacted); otherwise it becomes a
   :class:`~llm_all_models_async.errors.WorkerError` naming the original type.  Either way its
   ``__cause__`` is a :class:`RemoteTraceback` with the worker's traceback text.  Keys the
   worker was given are redacted from every text sent.
@@ -97,7 +97,7 @@ def _portable_state(obj: Any, replace: dict[str, Any], what: str) -> dict[str, A
 
 
 def _rebuild(cls: type, state: dict[str, Any], model: Any, conversation: Any = None) -> Any:
-    obj = cls.__new__(cls)
+    obj: Any = object.__new__(cls)
     for name, value in state.items():
         if value == MODEL:
             value = model
@@ -203,12 +203,20 @@ def encode_exception(error: BaseException, secrets: Iterable[str] = ()) -> dict[
     )
     message = str(error)
     pickled: bytes | None = None
-    if redact(message, secrets) == message:
-        try:
-            pickled = pickle.dumps(error, protocol=pickle.HIGHEST_PROTOCOL)
-            pickle.loads(pickled)  # types whose __init__ cannot rebuild them fail here
-        except Exception:
-            pickled = None
+    try:
+        pickled = pickle.dumps(error, protocol=pickle.HIGHEST_PROTOCOL)
+        clone = pickle.loads(pickled)  # types whose __init__ cannot rebuild them fail here
+        if redact(message, secrets) != message:
+            # Keep the type, not the key: rebuild from redacted arguments and attributes.
+            clone.args = tuple(redact(a, secrets) if isinstance(a, str) else a for a in clone.args)
+            for name, value in list(vars(clone).items()):
+                if isinstance(value, str):
+                    setattr(clone, name, redact(value, secrets))
+            if redact(str(clone), secrets) != str(clone):
+                raise ValueError("a key survives in the exception")
+            pickled = pickle.dumps(clone, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        pickled = None
     cls = type(error)
     return {
         "pickled": pickled,

@@ -87,7 +87,7 @@ def _load(hello: dict[str, Any]) -> Any:
     import llm
     from llm.plugins import load_plugins, pm
 
-    load_plugins()
+    load_plugins()  # type: ignore[no-untyped-call]
     wanted: list[tuple[str, str | None]] = hello["plugins"]
     for name, path in wanted:
         if pm.get_plugin(name) is not None:
