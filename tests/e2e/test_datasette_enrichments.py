@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import statistics
+import time
 from importlib import metadata
 from typing import Any
 
@@ -232,6 +233,7 @@ MANY_ROWS = 1000
 MANY_ROWS_TIMEOUT_S = 900
 GPT4ALL = {"model": "SmolLM2-135M-Instruct-Q4_1", "options": {"max_tokens": 8, "temp": 0.0}}
 GPT4ALL_ROWS = 6
+POLL_INTERVAL_S = 0.05
 
 
 def _gpt4all_missing() -> str | None:
@@ -290,6 +292,7 @@ def test_gpt4all_enriches_rows_and_the_request_log_survives_in_process_isolation
         marker = f"/-/versions.json?while_streaming={len(markers)}"
         assert server.client.get(marker).status_code == 200
         markers.append(marker)
+        time.sleep(POLL_INTERVAL_S)  # pacing the requests, not waiting for anything
     watch = server.wait_for_jobs([job_id], timeout=JOB_TIMEOUT_S)
     record_watch(watch)
     assert_job_complete(server, job_id, "gpt4all_out", GPT4ALL_ROWS)
