@@ -20,6 +20,7 @@ from llm.cli import cli
 from process_conftest_helpers import alive, stop_all_workers
 
 from llm_all_models_async import settings
+from llm_all_models_async.process import pool
 
 process_models.register()
 
@@ -69,6 +70,9 @@ async def test_workers_lists_and_stops_live_workers() -> None:
     assert code == 0 and f"stopped worker {first['pid']}" in output
     wait_until(lambda: not alive(first["pid"]))
     assert json.loads(run("workers", "--json")[1]) == []
+    # A prompt started while the parent has not yet seen the stopped worker's end would fail
+    # with WorkerCrashedError (it may have reached the worker); wait until it has.
+    wait_until(lambda: first["pid"] not in {w.pid for w in pool.all_workers()})
     second = json.loads(await llm.get_async_model("proc-warm").prompt("y").text())
     assert second["pid"] != first["pid"]
 
@@ -107,3 +111,37 @@ def test_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
         parent.send_signal(signal.SIGKILL)
         parent.wait()
     wait_until(lambda: not alive(worker_pid), timeout=10, what="the orphaned worker to exit")
+
+
+def test_interpreter_exit_does_not_wait_for_workers(tmp_path: Path) -> None:
+    """asyncio.run ends and the interpreter exits although a warm worker is alive."""
+    tests_dir = Path(__file__).parent
+    script = tmp_path / "short.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import asyncio, json, os, sys
+            sys.path.insert(0, {str(tests_dir)!r})
+            os.environ["LLM_ASYNC_ISOLATION"] = "process"
+            os.environ["LLM_ASYNC_WORKER_IDLE_TIMEOUT"] = "none"
+            import llm, process_models
+            process_models.register()
+
+            async def main():
+                text = await llm.get_async_model("proc-warm").prompt("x").text()
+                print(json.loads(text)["pid"], flush=True)
+
+            asyncio.run(main())
+            """
+        )
+    )
+    finished = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "LLM_USER_PATH": str(tmp_path / "user")},
+    )
+    assert finished.returncode == 0, finished.stderr
+    worker_pid = int(finished.stdout.split()[0])
+    wait_until(lambda: not alive(worker_pid), timeout=10, what="the worker to exit")

@@ -131,6 +131,7 @@ class WorkerProcess:
         self.exited = threading.Event()
         self.returncode: int | None = None
         self.closing = False
+        self.channel_closed = False
         self.secrets: set[str] = set()
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self.prompts_started = 0
@@ -212,7 +213,7 @@ class WorkerProcess:
     def begin(self, sink: JobSink, request: dict[str, Any]) -> int | None:
         """Send a prompt; its number, or None if this worker has died meanwhile."""
         with self._lock:
-            if self.exited.is_set() or self.closing or self.connection is None:
+            if self.channel_closed or self.closing or self.connection is None:
                 return None
             self.prompts_started += 1
             self._job += 1
@@ -236,7 +237,9 @@ class WorkerProcess:
     def is_running(self) -> bool:
         """False once the process has ended, even before the reader noticed."""
         process = self.process
-        return process is not None and process.poll() is None
+        if self.channel_closed or process is None:
+            return False
+        return process.poll() is None
 
     def kill(self) -> None:
         process = self.process
@@ -292,6 +295,8 @@ class WorkerProcess:
                 "llm-async: reading worker %d of model %r failed", self.pid, self.model_id
             )
             self.kill()
+        with self._lock:
+            self.channel_closed = True  # from now on begin() refuses new prompts
         self._reap()
 
     def _reap(self) -> None:
