@@ -15,9 +15,8 @@ import llm
 import process_models
 import pytest
 from click.testing import CliRunner
-from helpers import wait_until
 from llm.cli import cli
-from process_conftest_helpers import alive, stop_all_workers
+from process_conftest_helpers import alive, eventually, stop_all_workers
 
 from llm_all_models_async import settings
 from llm_all_models_async.process import pool
@@ -68,11 +67,11 @@ async def test_workers_lists_and_stops_live_workers() -> None:
     assert code != 0 and "not a live llm-async worker" in output
     code, output = run("workers", "stop", str(first["pid"]))
     assert code == 0 and f"stopped worker {first['pid']}" in output
-    wait_until(lambda: not alive(first["pid"]))
+    eventually(lambda: not alive(first["pid"]))
     assert json.loads(run("workers", "--json")[1]) == []
     # A prompt started while the parent has not yet seen the stopped worker's end would fail
     # with WorkerCrashedError (it may have reached the worker); wait until it has.
-    wait_until(lambda: first["pid"] not in {w.pid for w in pool.all_workers()})
+    eventually(lambda: first["pid"] not in {w.pid for w in pool.all_workers()})
     second = json.loads(await llm.get_async_model("proc-warm").prompt("y").text())
     assert second["pid"] != first["pid"]
 
@@ -110,7 +109,7 @@ def test_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
     finally:
         parent.send_signal(signal.SIGKILL)
         parent.wait()
-    wait_until(lambda: not alive(worker_pid), timeout=10, what="the orphaned worker to exit")
+    eventually(lambda: not alive(worker_pid), what="the orphaned worker to exit")
 
 
 def test_interpreter_exit_does_not_wait_for_workers(tmp_path: Path) -> None:
@@ -144,4 +143,4 @@ def test_interpreter_exit_does_not_wait_for_workers(tmp_path: Path) -> None:
     )
     assert finished.returncode == 0, finished.stderr
     worker_pid = int(finished.stdout.split()[0])
-    wait_until(lambda: not alive(worker_pid), timeout=10, what="the worker to exit")
+    eventually(lambda: not alive(worker_pid), what="the worker to exit")
