@@ -38,6 +38,7 @@ from typing import IO, Any, Protocol
 
 from ..errors import WorkerCrashedError, WorkerStartError
 from . import protocol, registry, wire
+from .timers import Scheduled
 
 logger = logging.getLogger("llm_all_models_async")
 
@@ -137,7 +138,7 @@ class WorkerProcess:
         self.prompts_started = 0
         self.on_exit: Callable[[WorkerProcess], None] | None = None
         self.on_job_end: Callable[[WorkerProcess], None] | None = None
-        self.retire_timer: threading.Timer | None = None
+        self.retire_timer: Scheduled | None = None
         self._lock = threading.Lock()
         self._sink: JobSink | None = None
         self._job = 0

@@ -6,8 +6,9 @@ Contract (on top of the seam's):
   ``LLM_ASYNC_MODEL_CONCURRENCY`` slots (within the queue and response timeouts), then takes an
   idle worker of its model or starts one; a worker serves one prompt at a time.
 * The worker pulls a chunk only with a credit: it starts with ``LLM_ASYNC_BUFFER`` and gets one
-  back per chunk the consumer has finished with, so at most that many chunks are out of the
-  generator and not yet consumed, wherever they are (worker, socket, parent buffer).
+  back per chunk the consumer has finished with (returned in groups of half the buffer), so at
+  most that many chunks are out of the generator and not yet consumed, wherever they are
+  (worker, socket, parent buffer).
 * ``stop()`` (cancel, timeout, close, abandoned stream) returns at once and sends ``STOP``: the
   worker closes the generator at its next ``yield``.  A worker still inside the model
   ``LLM_ASYNC_KILL_AFTER`` seconds later is killed, and the slot is freed when it has exited.
@@ -41,7 +42,7 @@ from ..errors import (
 )
 from ..identity import model_key
 from ..serving import StreamRequest
-from . import protocol, wire
+from . import protocol, timers, wire
 from .handle import WorkerProcess
 from .pool import pool_for
 
@@ -152,10 +153,7 @@ class _Job:
             self.items.clear()
         self.worker.send(protocol.STOP, self.number)
         if self.kill_after is not None:
-            timer = threading.Timer(self.kill_after, self._kill_if_running)
-            timer.daemon = True
-            timer.name = "llm-async-kill-after"
-            timer.start()
+            timers.schedule(self.kill_after, self._kill_if_running)
 
     def _kill_if_running(self) -> None:
         if self.finished:
@@ -186,6 +184,8 @@ class ProcessStream:
         self._idle_timeout = config.idle_timeout
         self._started_at = request.started_at
         self._received_batches = 0
+        self._owed = 0
+        self._credit_group = max(1, (config.buffer + 1) // 2)
         self._pending: collections.deque[Any] = collections.deque()
         self._finalizer = weakref.finalize(self, job.stop)
 
@@ -225,7 +225,13 @@ class ProcessStream:
                     waiter = loop.create_future()
                     job.waiter, job.waiter_loop = waiter, loop
             if returned:
-                job.worker.send(protocol.CREDIT, job.number, returned)
+                # Credits go back in groups of half the buffer: one send per group rather
+                # than per chunk.  The worker still holds the other half, and a consumer
+                # that keeps reading always completes a group, so nothing starves.
+                self._owed += returned
+                if self._owed >= self._credit_group:
+                    job.worker.send(protocol.CREDIT, job.number, self._owed)
+                    self._owed = 0
             if batch:
                 return batch
             await self._wait(waiter)
