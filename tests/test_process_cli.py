@@ -56,6 +56,9 @@ def test_isolation_is_validated_set_per_model_and_shown(monkeypatch: pytest.Monk
 
 async def test_workers_lists_and_stops_live_workers() -> None:
     first = json.loads(await llm.get_async_model("proc-warm").prompt("x").text())
+    eventually(
+        lambda: [r["prompts_served"] for r in json.loads(run("workers", "--json")[1])] == [1]
+    )
     code, output = run("workers", "--json")
     (row,) = json.loads(output)
     assert code == 0

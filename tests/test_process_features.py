@@ -12,7 +12,7 @@ from pathlib import Path
 import llm
 import process_models
 import pytest
-from process_conftest_helpers import stop_all_workers
+from process_conftest_helpers import eventually, stop_all_workers
 from process_models import script_prompt
 
 import llm_all_models_async as lama
@@ -219,6 +219,8 @@ async def test_a_worker_that_cannot_start(monkeypatch: pytest.MonkeyPatch) -> No
 
 async def test_registry_records_the_worker(isolated_env: Path) -> None:
     seen = json.loads(await llm.get_async_model("proc-warm").prompt("x").text())
+    # The worker rewrites its record from a thread of its own, soon after the prompt ends.
+    eventually(lambda: [r.prompts_served for r in registry.live_records()] == [1])
     (record,) = registry.live_records()
     assert (record.pid, record.model_id, record.parent_pid) == (
         seen["pid"],

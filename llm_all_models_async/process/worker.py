@@ -17,11 +17,14 @@ Contract:
   credit longer than the stall timeout closes the stream.  A ``STOP`` makes it discard the chunk
   in flight and close the generator at its ``yield``; ``cancelled()`` turns True first.
 * Reports how the generator ended in one ``END`` frame, after every ``CHUNK`` and ``OP``.
+* Keeps its record for ``llm async workers`` (:mod:`.registry`) up to date from a thread of its
+  own, so the prompt's path never waits for a file write.
 """
 
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import importlib
 import os
 import queue
@@ -175,6 +178,7 @@ class Worker:
         self.jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
         self.current: Job | None = None
         self.secrets: set[str] = set()
+        self._record_changed = threading.Event()
         self.record = registry.WorkerRecord(
             pid=os.getpid(),
             parent_pid=os.getppid(),
@@ -186,15 +190,27 @@ class Worker:
         )
 
     def run(self) -> None:
-        self._write_record()
+        self._store_record()
         self.connection.send(protocol.READY, 0, {"pid": os.getpid()})
         threading.Thread(target=self._read, name="llm-async-channel", daemon=True).start()
+        threading.Thread(target=self._record_keeper, name="llm-async-record", daemon=True).start()
         while True:
             self._serve(self.jobs.get())
 
     def _write_record(self) -> None:
+        """Have the record rewritten, off the prompt's path (a file write per prompt start
+        and end would delay first chunks)."""
+        self._record_changed.set()
+
+    def _record_keeper(self) -> None:
+        while True:
+            self._record_changed.wait()
+            self._record_changed.clear()
+            self._store_record()
+
+    def _store_record(self) -> None:
         try:
-            registry.write(self.record)
+            registry.write(dataclasses.replace(self.record))
         except OSError as error:
             sys.stderr.write(f"llm-async worker: cannot write its registry record: {error}\n")
 
