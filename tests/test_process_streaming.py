@@ -15,6 +15,7 @@ from process_conftest_helpers import alive, eventually, stop_all_workers
 from process_models import read_record, script_prompt
 
 import llm_all_models_async as lama
+from llm_all_models_async.process import pool
 from llm_all_models_async.process.wire import RemoteTraceback
 
 process_models.register()
@@ -249,3 +250,29 @@ async def test_idle_worker_exits(record: Path, monkeypatch: pytest.MonkeyPatch) 
     await asyncio.to_thread(eventually, lambda: not alive(worker_pid))
     again, _ = await collect(script_model().prompt(script_prompt(record, ["pid"])))
     assert int(again[0]) != worker_pid
+
+
+async def test_an_abandoned_response_closes_the_generator_in_the_worker(record: Path) -> None:
+    response = script_model().prompt(script_prompt(record, ["yield", "a"], ["endless", "x"]))
+    iterator = response.__aiter__()
+    assert await iterator.__anext__() == "a"
+    del iterator, response  # dropped mid-stream, never closed
+    await asyncio.to_thread(
+        eventually,
+        lambda: any(line.startswith("GeneratorExit") for line in read_record(record)),
+    )
+
+
+async def test_a_prompt_cancelled_during_a_cold_start_leaves_the_worker_warm(
+    record: Path,
+) -> None:
+    task = asyncio.create_task(collect(script_model().prompt(script_prompt(record, ["pid"]))))
+    await asyncio.sleep(0)  # let it reach the worker start: a scheduling point, not a delay
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert read_record(record) == []  # the cancelled prompt never ran
+    eventually(lambda: len(pool.all_workers()) == 1 and pool.all_workers()[0].ready.done())
+    (starting,) = pool.all_workers()
+    chunks, error = await collect(script_model().prompt(script_prompt(record, ["pid"])))
+    assert error is None and int(chunks[0]) == starting.pid

@@ -81,7 +81,9 @@ class _Job:
             if self.stopped:
                 return
             self.items.append(chunk)
-            self._wake_locked()
+            consumer_gone = not self._wake_locked()
+        if consumer_gone:
+            self.stop()
 
     def on_op(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         try:
@@ -128,16 +130,17 @@ class _Job:
         if release:
             self._release()
 
-    def _wake_locked(self) -> None:
+    def _wake_locked(self) -> bool:
+        """Wake a waiting consumer; False when its event loop is closed (nobody listens)."""
         waiter, loop = self.waiter, self.waiter_loop
         if waiter is None or loop is None:
-            return
+            return True
         self.waiter = self.waiter_loop = None
         try:
             loop.call_soon_threadsafe(_resolve, waiter)
-        except RuntimeError:  # the consumer's loop is closed: nobody is listening any more
-            self.stopped = True
-            self.items.clear()
+        except RuntimeError:
+            return False
+        return True
 
     worker_stall_timeout: float | None = None
 
