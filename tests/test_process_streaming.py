@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -276,3 +277,17 @@ async def test_a_prompt_cancelled_during_a_cold_start_leaves_the_worker_warm(
     (starting,) = pool.all_workers()
     chunks, error = await collect(script_model().prompt(script_prompt(record, ["pid"])))
     assert error is None and int(chunks[0]) == starting.pid
+
+
+@pytest.mark.parametrize("attempt", range(3))
+async def test_a_prompt_handed_to_a_worker_that_just_died_runs_on_another(
+    record: Path, attempt: int
+) -> None:
+    """Killed while idle and taken before the parent noticed: the prompt never reached the
+    model, so it goes to a fresh worker instead of failing (whichever side wins the race)."""
+    chunks, _ = await collect(script_model().prompt(script_prompt(record, ["pid"])))
+    dead_pid = int(chunks[0])
+    os.kill(dead_pid, signal.SIGKILL)
+    chunks, error = await collect(script_model().prompt(script_prompt(record, ["pid"])))
+    assert error is None
+    assert int(chunks[0]) != dead_pid

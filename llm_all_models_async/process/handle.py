@@ -54,6 +54,8 @@ _BOOTSTRAP = (
 class JobSink(Protocol):
     """What a worker reports a running prompt's events to (called on its reader thread)."""
 
+    def on_started(self) -> None: ...
+
     def on_chunk(self, chunk: Any) -> None: ...
 
     def on_op(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None: ...
@@ -280,6 +282,8 @@ class WorkerProcess:
                     continue
                 if kind == protocol.CHUNK:
                     sink.on_chunk(payload)
+                elif kind == protocol.STARTED:
+                    sink.on_started()
                 elif kind == protocol.OP:
                     name, args, kwargs = payload
                     sink.on_op(name, args, kwargs)

@@ -14,7 +14,9 @@ Contract (on top of the seam's):
   ``LLM_ASYNC_KILL_AFTER`` seconds later is killed, and the slot is freed when it has exited.
 * The model's exception is raised again in the parent (see :mod:`.wire`) after the chunks
   before it; a worker that dies raises :class:`~llm_all_models_async.errors.WorkerCrashedError`
-  after the chunks it sent.
+  after the chunks it sent.  A worker that dies before it has begun the prompt (it was stopped
+  or died while idle just as it was taken) never ran the model: the prompt goes to another
+  worker instead (at most twice).
 * ``execute_tool_call`` from the worker runs on the parent's response view (the event loop)
   in a helper thread, so the channel keeps being read while the tool runs.
 """
@@ -71,6 +73,9 @@ class _Job:
         self.waiter: asyncio.Future[None] | None = None
         self.waiter_loop: asyncio.AbstractEventLoop | None = None
         self.sent_at: float | None = None
+        self.started = False  # the worker has begun this prompt (it may have run the model)
+        self.unstarted = False  # the worker died before beginning it: safe to send again
+        self.release = release
         self._release = release
         self._released = False
 
@@ -115,9 +120,21 @@ class _Job:
             error = wire.decode_exception(outcome["error"], self.model_id)
         self._finish(error)
 
+    def on_started(self) -> None:
+        self.started = True
+
     def on_crash(self, error: WorkerCrashedError) -> None:
         if self.stopped:
             logger.info("model %r: %s", self.model_id, error)
+        if not self.started and not self.stopped:
+            # The prompt never reached the model: the consumer sends it to another worker,
+            # still holding the model's slot.
+            with self.lock:
+                self.unstarted = True
+                self.finished = True
+                self.error = error  # raised if it cannot be sent again
+                self._wake_locked()
+            return
         self._finish(error)
 
     def _finish(self, error: BaseException | None) -> None:
@@ -151,6 +168,8 @@ class _Job:
         with self.lock:
             if self.stopped or self.finished:
                 self.stopped = True
+                if self.unstarted:
+                    self.release()  # it held the slot for a second attempt
                 return
             self.stopped = True
             self.items.clear()
@@ -179,8 +198,11 @@ def _resolve(future: asyncio.Future[None]) -> None:
 class ProcessStream:
     """The consumer's handle on one prompt running in a worker."""
 
-    def __init__(self, job: _Job, request: StreamRequest) -> None:
+    def __init__(self, job: _Job, request: StreamRequest, payload: dict[str, Any]) -> None:
         self._job = job
+        self._request = request
+        self._payload = payload
+        self._redispatches = 0
         config = request.config
         self._timeout = config.timeout
         self._first_chunk_timeout = config.first_chunk_timeout
@@ -208,8 +230,8 @@ class ProcessStream:
         return self._pending.popleft()
 
     async def next_batch(self) -> list[Any]:
-        job = self._job
         while True:
+            job = self._job  # replaced when the prompt is sent to another worker
             batch: list[Any] = []
             with job.lock:
                 returned, job.in_hand = job.in_hand, 0
@@ -218,7 +240,11 @@ class ProcessStream:
                     job.items.clear()
                     job.in_hand = len(batch)
                     self._received_batches += 1
+                elif job.unstarted and not job.stopped and self._redispatches < 2:
+                    pass  # its worker died before the prompt reached the model: go again
                 elif job.finished or job.stopped:
+                    if job.unstarted:
+                        job.release()  # it held the slot for a second attempt
                     error = job.error
                     if error is not None:
                         raise error
@@ -237,7 +263,28 @@ class ProcessStream:
                     self._owed = 0
             if batch:
                 return batch
+            if job.unstarted and not job.stopped:
+                await self._redispatch(job)
+                continue
             await self._wait(waiter)
+
+    async def _redispatch(self, dead: _Job) -> None:
+        """Run the prompt on another worker: the one it was sent to died before starting it."""
+        self._redispatches += 1
+        logger.info(
+            "model %r: worker %d died before it started the prompt; sending it to another",
+            dead.model_id,
+            dead.worker.pid,
+        )
+        try:
+            job = await _dispatch(self._request, self._payload, dead.release)
+        except BaseException:
+            dead.release()
+            raise
+        self._finalizer.detach()
+        self._owed = 0  # the new worker starts with a full set of credits
+        self._job = job
+        self._finalizer = weakref.finalize(self, job.stop)
 
     async def _wait(self, waiter: asyncio.Future[None]) -> None:
         limit = self._limit()
@@ -281,8 +328,7 @@ class ProcessStream:
 async def serve(request: StreamRequest) -> ProcessStream:
     """Start ``request`` in a worker of its model once a model slot is free."""
     config = request.config
-    key = model_key(request.sync_model)
-    slots = limits.model_limiter(key, config.model_concurrency)
+    slots = limits.model_limiter(model_key(request.sync_model), config.model_concurrency)
     await _within_limits(slots.acquire(config.model_concurrency), request, queue=True)
     released = False
 
@@ -294,34 +340,43 @@ async def serve(request: StreamRequest) -> ProcessStream:
 
     try:
         payload = _encode(request)
-        pool = pool_for(key)
-        while True:
-            worker = pool.checkout()
-            if worker is None:
-                worker = pool.new_worker(request.model_id)
-                ready = asyncio.wrap_future(worker.start())
-                try:
-                    await _within_limits(asyncio.shield(ready), request, queue=False)
-                except asyncio.CancelledError:
-                    _keep_when_ready(worker, pool, config.worker_idle_timeout)
-                    raise
-                except BaseException:
-                    if not worker.ready.done() or worker.ready.exception() is not None:
-                        pool.discard(worker)
-                    raise
-            job = _Job(request, worker, release)
-            job.worker_stall_timeout = config.stall_timeout
-            idle_timeout = config.worker_idle_timeout
-            worker.on_job_end = lambda w, after=idle_timeout: pool.checkin(w, after)
-            job.sent_at = time.monotonic()
-            number = worker.begin(job, payload)
-            if number is None:
-                continue  # it died while idle: take another
-            job.number = number
-            return ProcessStream(job, request)
+        job = await _dispatch(request, payload, release)
     except BaseException:
         release()
         raise
+    return ProcessStream(job, request, payload)
+
+
+async def _dispatch(
+    request: StreamRequest, payload: dict[str, Any], release: Callable[[], None]
+) -> _Job:
+    """Hand the encoded prompt to an idle worker of its model, or to a new one."""
+    config = request.config
+    pool = pool_for(model_key(request.sync_model))
+    while True:
+        worker = pool.checkout()
+        if worker is None:
+            worker = pool.new_worker(request.model_id)
+            ready = asyncio.wrap_future(worker.start())
+            try:
+                await _within_limits(asyncio.shield(ready), request, queue=False)
+            except asyncio.CancelledError:
+                _keep_when_ready(worker, pool, config.worker_idle_timeout)
+                raise
+            except BaseException:
+                if not worker.ready.done() or worker.ready.exception() is not None:
+                    pool.discard(worker)
+                raise
+        job = _Job(request, worker, release)
+        job.worker_stall_timeout = config.stall_timeout
+        idle_timeout = config.worker_idle_timeout
+        worker.on_job_end = lambda w, after=idle_timeout: pool.checkin(w, after)
+        job.sent_at = time.monotonic()
+        number = worker.begin(job, payload)
+        if number is None:
+            continue  # it died while idle: take another
+        job.number = number
+        return job
 
 
 def _keep_when_ready(worker: WorkerProcess, pool: Any, idle_timeout: float | None) -> None:

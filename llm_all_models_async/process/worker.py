@@ -240,6 +240,7 @@ class Worker:
     def _serve(self, job: Job) -> None:
         from .. import cancellation
 
+        self.connection.send(protocol.STARTED, job.number)
         self.record.busy = True
         self._write_record()
         cancellation.bind(job)
