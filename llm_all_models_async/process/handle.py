@@ -116,6 +116,8 @@ def plugin_paths() -> list[tuple[str, str | None]]:
             path = f"{module}:{plugin.__qualname__}"
         else:
             path = None
+        if path is not None and path.partition(":")[0] == "__main__":
+            path = None  # a script's namespace: the worker runs another __main__
         plugins.append((name, path))
     return plugins
 

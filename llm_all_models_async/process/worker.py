@@ -6,7 +6,8 @@ Contract:
 * Started by the parent as a fresh interpreter (never a fork) with the number of its end of a
   private socketpair on the command line; nothing secret is in argv or in the environment.
 * Dies with its parent: ``PR_SET_PDEATHSIG(SIGKILL)`` on Linux, and the thread reading the
-  channel exits the process as soon as the channel reads EOF.
+  channel exits the process as soon as the channel reads EOF.  It ignores SIGINT: a Ctrl-C
+  meant for the parent must not end up as an exception of the model.
 * Loads plugins exactly as the parent: the same environment (``LLM_LOAD_PLUGINS``, the user
   dir) makes llm load the same entry points; plugins the parent registered by hand are imported
   from the paths the parent sent (with the parent's ``sys.path``) and registered under the same
@@ -41,6 +42,9 @@ from . import protocol, registry, wire
 def main() -> None:
     channel_fd, parent_pid = int(sys.argv[1]), int(sys.argv[2])
     _die_with_parent(parent_pid)
+    # Ctrl-C in a terminal reaches the whole process group: the parent handles it (and
+    # stops its streams); a worker must not turn it into the model's exception.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     connection = protocol.Connection(socket.socket(fileno=channel_fd))
     try:
         kind, _, hello = connection.receive()
@@ -84,7 +88,11 @@ def _load(hello: dict[str, Any]) -> Any:
         if pm.get_plugin(name) is not None:
             continue
         if path is None:
-            raise ImportError(f"plugin {name!r} of the parent has no import path to load it from")
+            raise ImportError(
+                f"plugin {name!r} cannot be imported by the worker: it was registered from "
+                "__main__ or as an instance; register a module or class from an importable "
+                "module instead"
+            )
         try:
             module_name, _, qualname = path.partition(":")
             plugin: Any = importlib.import_module(module_name)
