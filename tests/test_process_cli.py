@@ -16,7 +16,7 @@ import process_models
 import pytest
 from click.testing import CliRunner
 from llm.cli import cli
-from process_conftest_helpers import alive, eventually, stop_all_workers
+from process_helpers import alive, eventually, stop_all_workers
 
 from llm_all_models_async import settings
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import llm
 import process_models
 import pytest
-from process_conftest_helpers import eventually, stop_all_workers
+from process_helpers import eventually, stop_all_workers
 from process_models import script_prompt
 
 import llm_all_models_async as lama

@@ -12,7 +12,7 @@ from pathlib import Path
 import llm
 import process_models
 import pytest
-from process_conftest_helpers import alive, eventually, stop_all_workers
+from process_helpers import alive, eventually, stop_all_workers
 from process_models import read_record, script_prompt
 
 import llm_all_models_async as lama
