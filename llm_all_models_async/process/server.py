@@ -75,9 +75,8 @@ class _Job:
         self.sent_at: float | None = None
         self.started = False  # the worker has begun this prompt (it may have run the model)
         self.unstarted = False  # the worker died before beginning it: safe to send again
-        self.release = release
-        self._release = release
-        self._released = False
+        self.worker_stall_timeout = request.config.stall_timeout
+        self.release = release  # idempotent: frees the model's slot
 
     # -- reader thread -------------------------------------------------------------------
 
@@ -143,9 +142,7 @@ class _Job:
             if error is not None and self.error is None and not self.stopped:
                 self.error = error
             self._wake_locked()
-            release, self._released = not self._released, True
-        if release:
-            self._release()
+        self.release()
 
     def _wake_locked(self) -> bool:
         """Wake a waiting consumer; False when its event loop is closed (nobody listens)."""
@@ -158,8 +155,6 @@ class _Job:
         except RuntimeError:
             return False
         return True
-
-    worker_stall_timeout: float | None = None
 
     # -- consumer side -------------------------------------------------------------------
 
@@ -330,13 +325,16 @@ async def serve(request: StreamRequest) -> ProcessStream:
     config = request.config
     slots = limits.model_limiter(model_key(request.sync_model), config.model_concurrency)
     await _within_limits(slots.acquire(config.model_concurrency), request, queue=True)
-    released = False
+    released = threading.Event()
+    release_lock = threading.Lock()
 
     def release() -> None:
-        nonlocal released
-        if not released:
-            released = True
-            slots.release()
+        """Free the slot once, whichever thread (reader, loop) gets here first."""
+        with release_lock:
+            if released.is_set():
+                return
+            released.set()
+        slots.release()
 
     try:
         payload = _encode(request)
@@ -368,7 +366,6 @@ async def _dispatch(
                     pool.discard(worker)
                 raise
         job = _Job(request, worker, release)
-        job.worker_stall_timeout = config.stall_timeout
         idle_timeout = config.worker_idle_timeout
         worker.on_job_end = lambda w, after=idle_timeout: pool.checkin(w, after)
         job.sent_at = time.monotonic()
