@@ -15,9 +15,8 @@ import llm
 import process_models
 import pytest
 from click.testing import CliRunner
-from helpers import wait_until
 from llm.cli import cli
-from process_conftest_helpers import alive, stop_all_workers
+from process_helpers import alive, eventually, stop_all_workers
 
 from llm_all_models_async import settings
 
@@ -56,6 +55,9 @@ def test_isolation_is_validated_set_per_model_and_shown(monkeypatch: pytest.Monk
 
 async def test_workers_lists_and_stops_live_workers() -> None:
     first = json.loads(await llm.get_async_model("proc-warm").prompt("x").text())
+    eventually(
+        lambda: [r["prompts_served"] for r in json.loads(run("workers", "--json")[1])] == [1]
+    )
     code, output = run("workers", "--json")
     (row,) = json.loads(output)
     assert code == 0
@@ -67,7 +69,7 @@ async def test_workers_lists_and_stops_live_workers() -> None:
     assert code != 0 and "not a live llm-async worker" in output
     code, output = run("workers", "stop", str(first["pid"]))
     assert code == 0 and f"stopped worker {first['pid']}" in output
-    wait_until(lambda: not alive(first["pid"]))
+    eventually(lambda: not alive(first["pid"]))
     assert json.loads(run("workers", "--json")[1]) == []
     second = json.loads(await llm.get_async_model("proc-warm").prompt("y").text())
     assert second["pid"] != first["pid"]
@@ -106,4 +108,38 @@ def test_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
     finally:
         parent.send_signal(signal.SIGKILL)
         parent.wait()
-    wait_until(lambda: not alive(worker_pid), timeout=10, what="the orphaned worker to exit")
+    eventually(lambda: not alive(worker_pid), what="the orphaned worker to exit")
+
+
+def test_interpreter_exit_does_not_wait_for_workers(tmp_path: Path) -> None:
+    """asyncio.run ends and the interpreter exits although a warm worker is alive."""
+    tests_dir = Path(__file__).parent
+    script = tmp_path / "short.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import asyncio, json, os, sys
+            sys.path.insert(0, {str(tests_dir)!r})
+            os.environ["LLM_ASYNC_ISOLATION"] = "process"
+            os.environ["LLM_ASYNC_WORKER_IDLE_TIMEOUT"] = "none"
+            import llm, process_models
+            process_models.register()
+
+            async def main():
+                text = await llm.get_async_model("proc-warm").prompt("x").text()
+                print(json.loads(text)["pid"], flush=True)
+
+            asyncio.run(main())
+            """
+        )
+    )
+    finished = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "LLM_USER_PATH": str(tmp_path / "user")},
+    )
+    assert finished.returncode == 0, finished.stderr
+    worker_pid = int(finished.stdout.split()[0])
+    eventually(lambda: not alive(worker_pid), what="the worker to exit")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import llm
 import process_models
 import pytest
-from process_conftest_helpers import stop_all_workers
+from process_helpers import eventually, stop_all_workers
 from process_models import script_prompt
 
 import llm_all_models_async as lama
@@ -219,6 +220,8 @@ async def test_a_worker_that_cannot_start(monkeypatch: pytest.MonkeyPatch) -> No
 
 async def test_registry_records_the_worker(isolated_env: Path) -> None:
     seen = json.loads(await llm.get_async_model("proc-warm").prompt("x").text())
+    # The worker rewrites its record from a thread of its own, soon after the prompt ends.
+    eventually(lambda: [r.prompts_served for r in registry.live_records()] == [1])
     (record,) = registry.live_records()
     assert (record.pid, record.model_id, record.parent_pid) == (
         seen["pid"],
@@ -227,3 +230,28 @@ async def test_registry_records_the_worker(isolated_env: Path) -> None:
     )
     assert record.prompts_served == 1 and not record.busy
     assert (record.rss_bytes() or 0) > 0
+
+
+async def test_a_plugin_registered_from_main_is_refused_clearly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class ScriptPlugin:
+        """A plugin class defined in a script (its module is __main__)."""
+
+    ScriptPlugin.__module__ = "__main__"
+    llm.plugins.pm.register(ScriptPlugin, name="script-plugin")
+    try:
+        with pytest.raises(lama.WorkerStartError) as raised:
+            await llm.get_async_model("proc-warm").prompt("x").text()
+    finally:
+        llm.plugins.pm.unregister(name="script-plugin")
+    assert "'script-plugin'" in str(raised.value) and "__main__" in str(raised.value)
+
+
+async def test_ctrl_c_for_the_parent_does_not_reach_the_model(tmp_path: Path) -> None:
+    record = tmp_path / "r"
+    model = llm.get_async_model("proc-script")
+    pid = int(await model.prompt(script_prompt(record, ["pid"])).text())
+    os.kill(pid, signal.SIGINT)  # as a terminal sends it to the whole process group
+    again = int(await model.prompt(script_prompt(record, ["pid"])).text())
+    assert again == pid

@@ -5,17 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import llm
 import process_models
 import pytest
-from helpers import wait_until
-from process_conftest_helpers import alive, stop_all_workers
+from process_helpers import alive, eventually, stop_all_workers
 from process_models import read_record, script_prompt
 
 import llm_all_models_async as lama
+from llm_all_models_async.process import pool
 from llm_all_models_async.process.wire import RemoteTraceback
 
 process_models.register()
@@ -75,7 +76,7 @@ async def test_credits_bound_read_ahead(record: Path, monkeypatch: pytest.Monkey
     iterator = response.__aiter__()
     assert await iterator.__anext__() == "x"
     # The worker waits for credit, stalls, closes the generator: its count is final then.
-    wait_until(lambda: any(line.startswith("finally") for line in read_record(record)))
+    eventually(lambda: any(line.startswith("finally") for line in read_record(record)))
     assert "finally pulled=4" in read_record(record)
     with pytest.raises(lama.StallTimeoutError):
         while True:
@@ -91,13 +92,13 @@ async def test_cancel_closes_the_generator_in_the_worker(record: Path) -> None:
             seen.append(chunk)
 
     task = asyncio.create_task(consume())
-    await asyncio.to_thread(wait_until, lambda: len(seen) >= 3)
+    await asyncio.to_thread(eventually, lambda: len(seen) >= 3)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     worker_pid = int(seen[0])
     await asyncio.to_thread(
-        wait_until, lambda: any(line.startswith("finally") for line in read_record(record))
+        eventually, lambda: any(line.startswith("finally") for line in read_record(record))
     )
     lines = read_record(record)
     assert any(line.startswith(f"GeneratorExit pid={worker_pid}") for line in lines)
@@ -107,23 +108,23 @@ async def test_cancel_closes_the_generator_in_the_worker(record: Path) -> None:
 async def test_cancelled_turns_true_in_the_worker(record: Path) -> None:
     response = script_model().prompt(script_prompt(record, ["yield", "a"], ["until_cancelled"]))
     task = asyncio.create_task(collect(response))
-    await asyncio.to_thread(wait_until, lambda: "pulled 1" in read_record(record))
+    await asyncio.to_thread(eventually, lambda: "pulled 1" in read_record(record))
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await asyncio.to_thread(wait_until, lambda: "saw cancelled" in read_record(record))
+    await asyncio.to_thread(eventually, lambda: "saw cancelled" in read_record(record))
 
 
 async def test_kill_after_a_model_stuck_in_c(record: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLM_ASYNC_KILL_AFTER", "0.5")
     response = script_model().prompt(script_prompt(record, ["pid"], ["block"]))
     task = asyncio.create_task(collect(response))
-    await asyncio.to_thread(wait_until, lambda: "blocking" in read_record(record))
+    await asyncio.to_thread(eventually, lambda: "blocking" in read_record(record))
     worker_pid = int(read_record(record)[0].split("=")[1])
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await asyncio.to_thread(wait_until, lambda: not alive(worker_pid), 15.0)
+    await asyncio.to_thread(eventually, lambda: not alive(worker_pid), 15.0)
     # The slot is free again (model_concurrency 1) and a fresh worker serves the next prompt.
     chunks, error = await collect(script_model().prompt(script_prompt(record, ["pid"])))
     assert error is None and int(chunks[0]) != worker_pid
@@ -185,7 +186,7 @@ async def test_model_concurrency_maps_to_worker_processes(
     ]
     tasks = [asyncio.create_task(collect(r)) for r in responses]
     # Both are inside the model at once: neither can finish before the go file exists.
-    await asyncio.to_thread(wait_until, lambda: all(read_record(r) for r in records))
+    await asyncio.to_thread(eventually, lambda: all(read_record(r) for r in records))
     go.touch()
     results = [await t for t in tasks]
     pids = {int(chunks[0]) for chunks, _ in results}
@@ -205,6 +206,7 @@ async def test_first_chunk_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 async def test_idle_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    await script_model().prompt(script_prompt(tmp_path / "w", ["yield", "warm"])).text()
     monkeypatch.setenv("LLM_ASYNC_IDLE_TIMEOUT", "0.3")
     response = script_model().prompt(
         script_prompt(
@@ -216,7 +218,8 @@ async def test_idle_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 async def test_response_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LLM_ASYNC_TIMEOUT", "1.5")
+    await script_model().prompt(script_prompt(tmp_path / "w", ["yield", "warm"])).text()
+    monkeypatch.setenv("LLM_ASYNC_TIMEOUT", "1.5")  # from here on the worker is warm
     response = script_model().prompt(
         script_prompt(tmp_path / "r", ["yield", "a"], ["wait_file", str(tmp_path / "never")])
     )
@@ -234,7 +237,7 @@ async def test_queue_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
             )
         )
     )
-    await asyncio.to_thread(wait_until, lambda: read_record(tmp_path / "r1") != [])
+    await asyncio.to_thread(eventually, lambda: read_record(tmp_path / "r1") != [])
     with pytest.raises(lama.QueueTimeoutError):
         await script_model().prompt(script_prompt(tmp_path / "r2", ["yield", "x"])).text()
     go.touch()
@@ -245,6 +248,46 @@ async def test_idle_worker_exits(record: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("LLM_ASYNC_WORKER_IDLE_TIMEOUT", "0.3")
     chunks, _ = await collect(script_model().prompt(script_prompt(record, ["pid"])))
     worker_pid = int(chunks[0])
-    await asyncio.to_thread(wait_until, lambda: not alive(worker_pid))
+    await asyncio.to_thread(eventually, lambda: not alive(worker_pid))
     again, _ = await collect(script_model().prompt(script_prompt(record, ["pid"])))
     assert int(again[0]) != worker_pid
+
+
+async def test_an_abandoned_response_closes_the_generator_in_the_worker(record: Path) -> None:
+    response = script_model().prompt(script_prompt(record, ["yield", "a"], ["endless", "x"]))
+    iterator = response.__aiter__()
+    assert await iterator.__anext__() == "a"
+    del iterator, response  # dropped mid-stream, never closed
+    await asyncio.to_thread(
+        eventually,
+        lambda: any(line.startswith("GeneratorExit") for line in read_record(record)),
+    )
+
+
+async def test_a_prompt_cancelled_during_a_cold_start_leaves_the_worker_warm(
+    record: Path,
+) -> None:
+    task = asyncio.create_task(collect(script_model().prompt(script_prompt(record, ["pid"]))))
+    await asyncio.sleep(0)  # let it reach the worker start: a scheduling point, not a delay
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert read_record(record) == []  # the cancelled prompt never ran
+    eventually(lambda: len(pool.all_workers()) == 1 and pool.all_workers()[0].ready.done())
+    (starting,) = pool.all_workers()
+    chunks, error = await collect(script_model().prompt(script_prompt(record, ["pid"])))
+    assert error is None and int(chunks[0]) == starting.pid
+
+
+@pytest.mark.parametrize("attempt", range(3))
+async def test_a_prompt_handed_to_a_worker_that_just_died_runs_on_another(
+    record: Path, attempt: int
+) -> None:
+    """Killed while idle and taken before the parent noticed: the prompt never reached the
+    model, so it goes to a fresh worker instead of failing (whichever side wins the race)."""
+    chunks, _ = await collect(script_model().prompt(script_prompt(record, ["pid"])))
+    dead_pid = int(chunks[0])
+    os.kill(dead_pid, signal.SIGKILL)
+    chunks, error = await collect(script_model().prompt(script_prompt(record, ["pid"])))
+    assert error is None
+    assert int(chunks[0]) != dead_pid

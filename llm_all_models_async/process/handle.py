@@ -38,6 +38,7 @@ from typing import IO, Any, Protocol
 
 from ..errors import WorkerCrashedError, WorkerStartError
 from . import protocol, registry, wire
+from .timers import Scheduled
 
 logger = logging.getLogger("llm_all_models_async")
 
@@ -52,6 +53,8 @@ _BOOTSTRAP = (
 
 class JobSink(Protocol):
     """What a worker reports a running prompt's events to (called on its reader thread)."""
+
+    def on_started(self) -> None: ...
 
     def on_chunk(self, chunk: Any) -> None: ...
 
@@ -113,6 +116,8 @@ def plugin_paths() -> list[tuple[str, str | None]]:
             path = f"{module}:{plugin.__qualname__}"
         else:
             path = None
+        if path is not None and path.partition(":")[0] == "__main__":
+            path = None  # a script's namespace: the worker runs another __main__
         plugins.append((name, path))
     return plugins
 
@@ -131,12 +136,13 @@ class WorkerProcess:
         self.exited = threading.Event()
         self.returncode: int | None = None
         self.closing = False
+        self.channel_closed = False
         self.secrets: set[str] = set()
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self.prompts_started = 0
         self.on_exit: Callable[[WorkerProcess], None] | None = None
         self.on_job_end: Callable[[WorkerProcess], None] | None = None
-        self.retire_timer: threading.Timer | None = None
+        self.retire_timer: Scheduled | None = None
         self._lock = threading.Lock()
         self._sink: JobSink | None = None
         self._job = 0
@@ -212,7 +218,7 @@ class WorkerProcess:
     def begin(self, sink: JobSink, request: dict[str, Any]) -> int | None:
         """Send a prompt; its number, or None if this worker has died meanwhile."""
         with self._lock:
-            if self.exited.is_set() or self.closing or self.connection is None:
+            if self.channel_closed or self.closing or self.connection is None:
                 return None
             self.prompts_started += 1
             self._job += 1
@@ -236,7 +242,9 @@ class WorkerProcess:
     def is_running(self) -> bool:
         """False once the process has ended, even before the reader noticed."""
         process = self.process
-        return process is not None and process.poll() is None
+        if self.channel_closed or process is None:
+            return False
+        return process.poll() is None
 
     def kill(self) -> None:
         process = self.process
@@ -276,6 +284,8 @@ class WorkerProcess:
                     continue
                 if kind == protocol.CHUNK:
                     sink.on_chunk(payload)
+                elif kind == protocol.STARTED:
+                    sink.on_started()
                 elif kind == protocol.OP:
                     name, args, kwargs = payload
                     sink.on_op(name, args, kwargs)
@@ -292,6 +302,8 @@ class WorkerProcess:
                 "llm-async: reading worker %d of model %r failed", self.pid, self.model_id
             )
             self.kill()
+        with self._lock:
+            self.channel_closed = True  # from now on begin() refuses new prompts
         self._reap()
 
     def _reap(self) -> None:

@@ -18,6 +18,7 @@ import atexit
 import threading
 
 from ..identity import ModelKey
+from . import timers
 from .handle import WorkerProcess
 
 
@@ -57,13 +58,10 @@ class ModelPool:
                 return
             self._idle.append(worker)
             if idle_timeout is not None:
-                timer = threading.Timer(
-                    idle_timeout, self._retire, (worker, worker.prompts_started)
+                served = worker.prompts_started
+                worker.retire_timer = timers.schedule(
+                    idle_timeout, lambda: self._retire(worker, served)
                 )
-                timer.daemon = True
-                timer.name = "llm-async-idle"
-                worker.retire_timer = timer
-                timer.start()
 
     def _retire(self, worker: WorkerProcess, prompts_started: int) -> None:
         with self._lock:

@@ -14,7 +14,8 @@ Contract:
 
 Frame kinds, parent to worker: ``HELLO`` (what to load), ``PROMPT``, ``CREDIT`` (the consumer
 took chunks: the worker may pull that many more), ``STOP``, ``TOOL_RESULT``.  Worker to
-parent: ``READY``, ``FAILED`` (start-up error), ``CHUNK``, ``OP`` (a write on the response),
+parent: ``READY``, ``FAILED`` (start-up error), ``STARTED`` (the prompt is being begun: from
+here on it may have reached the model), ``CHUNK``, ``OP`` (a write on the response),
 ``TOOL_CALL``, ``END`` (the generator is closed; payload says how it ended).
 """
 
@@ -32,6 +33,7 @@ PROMPT = "prompt"
 CREDIT = "credit"
 STOP = "stop"
 TOOL_RESULT = "tool_result"
+STARTED = "started"
 READY = "ready"
 FAILED = "failed"
 CHUNK = "chunk"

@@ -6,14 +6,17 @@ Contract (on top of the seam's):
   ``LLM_ASYNC_MODEL_CONCURRENCY`` slots (within the queue and response timeouts), then takes an
   idle worker of its model or starts one; a worker serves one prompt at a time.
 * The worker pulls a chunk only with a credit: it starts with ``LLM_ASYNC_BUFFER`` and gets one
-  back per chunk the consumer has finished with, so at most that many chunks are out of the
-  generator and not yet consumed, wherever they are (worker, socket, parent buffer).
+  back per chunk the consumer has finished with (returned in groups of half the buffer), so at
+  most that many chunks are out of the generator and not yet consumed, wherever they are
+  (worker, socket, parent buffer).
 * ``stop()`` (cancel, timeout, close, abandoned stream) returns at once and sends ``STOP``: the
   worker closes the generator at its next ``yield``.  A worker still inside the model
   ``LLM_ASYNC_KILL_AFTER`` seconds later is killed, and the slot is freed when it has exited.
 * The model's exception is raised again in the parent (see :mod:`.wire`) after the chunks
   before it; a worker that dies raises :class:`~llm_all_models_async.errors.WorkerCrashedError`
-  after the chunks it sent.
+  after the chunks it sent.  A worker that dies before it has begun the prompt (it was stopped
+  or died while idle just as it was taken) never ran the model: the prompt goes to another
+  worker instead (at most twice).
 * ``execute_tool_call`` from the worker runs on the parent's response view (the event loop)
   in a helper thread, so the channel keeps being read while the tool runs.
 """
@@ -41,7 +44,7 @@ from ..errors import (
 )
 from ..identity import model_key
 from ..serving import StreamRequest
-from . import protocol, wire
+from . import protocol, timers, wire
 from .handle import WorkerProcess
 from .pool import pool_for
 
@@ -70,8 +73,10 @@ class _Job:
         self.waiter: asyncio.Future[None] | None = None
         self.waiter_loop: asyncio.AbstractEventLoop | None = None
         self.sent_at: float | None = None
-        self._release = release
-        self._released = False
+        self.started = False  # the worker has begun this prompt (it may have run the model)
+        self.unstarted = False  # the worker died before beginning it: safe to send again
+        self.worker_stall_timeout = request.config.stall_timeout
+        self.release = release  # idempotent: frees the model's slot
 
     # -- reader thread -------------------------------------------------------------------
 
@@ -80,7 +85,9 @@ class _Job:
             if self.stopped:
                 return
             self.items.append(chunk)
-            self._wake_locked()
+            consumer_gone = not self._wake_locked()
+        if consumer_gone:
+            self.stop()
 
     def on_op(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         try:
@@ -112,9 +119,21 @@ class _Job:
             error = wire.decode_exception(outcome["error"], self.model_id)
         self._finish(error)
 
+    def on_started(self) -> None:
+        self.started = True
+
     def on_crash(self, error: WorkerCrashedError) -> None:
         if self.stopped:
             logger.info("model %r: %s", self.model_id, error)
+        if not self.started and not self.stopped:
+            # The prompt never reached the model: the consumer sends it to another worker,
+            # still holding the model's slot.
+            with self.lock:
+                self.unstarted = True
+                self.finished = True
+                self.error = error  # raised if it cannot be sent again
+                self._wake_locked()
+            return
         self._finish(error)
 
     def _finish(self, error: BaseException | None) -> None:
@@ -123,22 +142,19 @@ class _Job:
             if error is not None and self.error is None and not self.stopped:
                 self.error = error
             self._wake_locked()
-            release, self._released = not self._released, True
-        if release:
-            self._release()
+        self.release()
 
-    def _wake_locked(self) -> None:
+    def _wake_locked(self) -> bool:
+        """Wake a waiting consumer; False when its event loop is closed (nobody listens)."""
         waiter, loop = self.waiter, self.waiter_loop
         if waiter is None or loop is None:
-            return
+            return True
         self.waiter = self.waiter_loop = None
         try:
             loop.call_soon_threadsafe(_resolve, waiter)
-        except RuntimeError:  # the consumer's loop is closed: nobody is listening any more
-            self.stopped = True
-            self.items.clear()
-
-    worker_stall_timeout: float | None = None
+        except RuntimeError:
+            return False
+        return True
 
     # -- consumer side -------------------------------------------------------------------
 
@@ -147,15 +163,14 @@ class _Job:
         with self.lock:
             if self.stopped or self.finished:
                 self.stopped = True
+                if self.unstarted:
+                    self.release()  # it held the slot for a second attempt
                 return
             self.stopped = True
             self.items.clear()
         self.worker.send(protocol.STOP, self.number)
         if self.kill_after is not None:
-            timer = threading.Timer(self.kill_after, self._kill_if_running)
-            timer.daemon = True
-            timer.name = "llm-async-kill-after"
-            timer.start()
+            timers.schedule(self.kill_after, self._kill_if_running)
 
     def _kill_if_running(self) -> None:
         if self.finished:
@@ -178,14 +193,19 @@ def _resolve(future: asyncio.Future[None]) -> None:
 class ProcessStream:
     """The consumer's handle on one prompt running in a worker."""
 
-    def __init__(self, job: _Job, request: StreamRequest) -> None:
+    def __init__(self, job: _Job, request: StreamRequest, payload: dict[str, Any]) -> None:
         self._job = job
+        self._request = request
+        self._payload = payload
+        self._redispatches = 0
         config = request.config
         self._timeout = config.timeout
         self._first_chunk_timeout = config.first_chunk_timeout
         self._idle_timeout = config.idle_timeout
         self._started_at = request.started_at
         self._received_batches = 0
+        self._owed = 0
+        self._credit_group = max(1, (config.buffer + 1) // 2)
         self._pending: collections.deque[Any] = collections.deque()
         self._finalizer = weakref.finalize(self, job.stop)
 
@@ -205,8 +225,8 @@ class ProcessStream:
         return self._pending.popleft()
 
     async def next_batch(self) -> list[Any]:
-        job = self._job
         while True:
+            job = self._job  # replaced when the prompt is sent to another worker
             batch: list[Any] = []
             with job.lock:
                 returned, job.in_hand = job.in_hand, 0
@@ -215,7 +235,11 @@ class ProcessStream:
                     job.items.clear()
                     job.in_hand = len(batch)
                     self._received_batches += 1
+                elif job.unstarted and not job.stopped and self._redispatches < 2:
+                    pass  # its worker died before the prompt reached the model: go again
                 elif job.finished or job.stopped:
+                    if job.unstarted:
+                        job.release()  # it held the slot for a second attempt
                     error = job.error
                     if error is not None:
                         raise error
@@ -225,10 +249,37 @@ class ProcessStream:
                     waiter = loop.create_future()
                     job.waiter, job.waiter_loop = waiter, loop
             if returned:
-                job.worker.send(protocol.CREDIT, job.number, returned)
+                # Credits go back in groups of half the buffer: one send per group rather
+                # than per chunk.  The worker still holds the other half, and a consumer
+                # that keeps reading always completes a group, so nothing starves.
+                self._owed += returned
+                if self._owed >= self._credit_group:
+                    job.worker.send(protocol.CREDIT, job.number, self._owed)
+                    self._owed = 0
             if batch:
                 return batch
+            if job.unstarted and not job.stopped:
+                await self._redispatch(job)
+                continue
             await self._wait(waiter)
+
+    async def _redispatch(self, dead: _Job) -> None:
+        """Run the prompt on another worker: the one it was sent to died before starting it."""
+        self._redispatches += 1
+        logger.info(
+            "model %r: worker %d died before it started the prompt; sending it to another",
+            dead.model_id,
+            dead.worker.pid,
+        )
+        try:
+            job = await _dispatch(self._request, self._payload, dead.release)
+        except BaseException:
+            dead.release()
+            raise
+        self._finalizer.detach()
+        self._owed = 0  # the new worker starts with a full set of credits
+        self._job = job
+        self._finalizer = weakref.finalize(self, job.stop)
 
     async def _wait(self, waiter: asyncio.Future[None]) -> None:
         limit = self._limit()
@@ -272,47 +323,57 @@ class ProcessStream:
 async def serve(request: StreamRequest) -> ProcessStream:
     """Start ``request`` in a worker of its model once a model slot is free."""
     config = request.config
-    key = model_key(request.sync_model)
-    slots = limits.model_limiter(key, config.model_concurrency)
+    slots = limits.model_limiter(model_key(request.sync_model), config.model_concurrency)
     await _within_limits(slots.acquire(config.model_concurrency), request, queue=True)
-    released = False
+    released = threading.Event()
+    release_lock = threading.Lock()
 
     def release() -> None:
-        nonlocal released
-        if not released:
-            released = True
-            slots.release()
+        """Free the slot once, whichever thread (reader, loop) gets here first."""
+        with release_lock:
+            if released.is_set():
+                return
+            released.set()
+        slots.release()
 
     try:
         payload = _encode(request)
-        pool = pool_for(key)
-        while True:
-            worker = pool.checkout()
-            if worker is None:
-                worker = pool.new_worker(request.model_id)
-                ready = asyncio.wrap_future(worker.start())
-                try:
-                    await _within_limits(asyncio.shield(ready), request, queue=False)
-                except asyncio.CancelledError:
-                    _keep_when_ready(worker, pool, config.worker_idle_timeout)
-                    raise
-                except BaseException:
-                    if not worker.ready.done() or worker.ready.exception() is not None:
-                        pool.discard(worker)
-                    raise
-            job = _Job(request, worker, release)
-            job.worker_stall_timeout = config.stall_timeout
-            idle_timeout = config.worker_idle_timeout
-            worker.on_job_end = lambda w, after=idle_timeout: pool.checkin(w, after)
-            job.sent_at = time.monotonic()
-            number = worker.begin(job, payload)
-            if number is None:
-                continue  # it died while idle: take another
-            job.number = number
-            return ProcessStream(job, request)
+        job = await _dispatch(request, payload, release)
     except BaseException:
         release()
         raise
+    return ProcessStream(job, request, payload)
+
+
+async def _dispatch(
+    request: StreamRequest, payload: dict[str, Any], release: Callable[[], None]
+) -> _Job:
+    """Hand the encoded prompt to an idle worker of its model, or to a new one."""
+    config = request.config
+    pool = pool_for(model_key(request.sync_model))
+    while True:
+        worker = pool.checkout()
+        if worker is None:
+            worker = pool.new_worker(request.model_id)
+            ready = asyncio.wrap_future(worker.start())
+            try:
+                await _within_limits(asyncio.shield(ready), request, queue=False)
+            except asyncio.CancelledError:
+                _keep_when_ready(worker, pool, config.worker_idle_timeout)
+                raise
+            except BaseException:
+                if not worker.ready.done() or worker.ready.exception() is not None:
+                    pool.discard(worker)
+                raise
+        job = _Job(request, worker, release)
+        idle_timeout = config.worker_idle_timeout
+        worker.on_job_end = lambda w, after=idle_timeout: pool.checkin(w, after)
+        job.sent_at = time.monotonic()
+        number = worker.begin(job, payload)
+        if number is None:
+            continue  # it died while idle: take another
+        job.number = number
+        return job
 
 
 def _keep_when_ready(worker: WorkerProcess, pool: Any, idle_timeout: float | None) -> None:

@@ -6,7 +6,8 @@ Contract:
 * Started by the parent as a fresh interpreter (never a fork) with the number of its end of a
   private socketpair on the command line; nothing secret is in argv or in the environment.
 * Dies with its parent: ``PR_SET_PDEATHSIG(SIGKILL)`` on Linux, and the thread reading the
-  channel exits the process as soon as the channel reads EOF.
+  channel exits the process as soon as the channel reads EOF.  It ignores SIGINT: a Ctrl-C
+  meant for the parent must not end up as an exception of the model.
 * Loads plugins exactly as the parent: the same environment (``LLM_LOAD_PLUGINS``, the user
   dir) makes llm load the same entry points; plugins the parent registered by hand are imported
   from the paths the parent sent (with the parent's ``sys.path``) and registered under the same
@@ -17,11 +18,14 @@ Contract:
   credit longer than the stall timeout closes the stream.  A ``STOP`` makes it discard the chunk
   in flight and close the generator at its ``yield``; ``cancelled()`` turns True first.
 * Reports how the generator ended in one ``END`` frame, after every ``CHUNK`` and ``OP``.
+* Keeps its record for ``llm async workers`` (:mod:`.registry`) up to date from a thread of its
+  own, so the prompt's path never waits for a file write.
 """
 
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import importlib
 import os
 import queue
@@ -38,6 +42,9 @@ from . import protocol, registry, wire
 def main() -> None:
     channel_fd, parent_pid = int(sys.argv[1]), int(sys.argv[2])
     _die_with_parent(parent_pid)
+    # Ctrl-C in a terminal reaches the whole process group: the parent handles it (and
+    # stops its streams); a worker must not turn it into the model's exception.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     connection = protocol.Connection(socket.socket(fileno=channel_fd))
     try:
         kind, _, hello = connection.receive()
@@ -93,7 +100,11 @@ def _load(hello: dict[str, Any]) -> Any:
         if pm.get_plugin(name) is not None:
             continue
         if path is None:
-            raise ImportError(f"plugin {name!r} of the parent has no import path to load it from")
+            raise ImportError(
+                f"plugin {name!r} cannot be imported by the worker: it was registered from "
+                "__main__ or as an instance; register a module or class from an importable "
+                "module instead"
+            )
         try:
             module_name, _, qualname = path.partition(":")
             plugin: Any = importlib.import_module(module_name)
@@ -187,6 +198,7 @@ class Worker:
         self.jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
         self.current: Job | None = None
         self.secrets: set[str] = set()
+        self._record_changed = threading.Event()
         self.record = registry.WorkerRecord(
             pid=os.getpid(),
             parent_pid=os.getppid(),
@@ -198,15 +210,27 @@ class Worker:
         )
 
     def run(self) -> None:
-        self._write_record()
+        self._store_record()
         self.connection.send(protocol.READY, 0, {"pid": os.getpid()})
         threading.Thread(target=self._read, name="llm-async-channel", daemon=True).start()
+        threading.Thread(target=self._record_keeper, name="llm-async-record", daemon=True).start()
         while True:
             self._serve(self.jobs.get())
 
     def _write_record(self) -> None:
+        """Have the record rewritten, off the prompt's path (a file write per prompt start
+        and end would delay first chunks)."""
+        self._record_changed.set()
+
+    def _record_keeper(self) -> None:
+        while True:
+            self._record_changed.wait()
+            self._record_changed.clear()
+            self._store_record()
+
+    def _store_record(self) -> None:
         try:
-            registry.write(self.record)
+            registry.write(dataclasses.replace(self.record))
         except OSError as error:
             sys.stderr.write(f"llm-async worker: cannot write its registry record: {error}\n")
 
@@ -236,6 +260,7 @@ class Worker:
     def _serve(self, job: Job) -> None:
         from .. import cancellation
 
+        self.connection.send(protocol.STARTED, job.number)
         self.record.busy = True
         self._write_record()
         cancellation.bind(job)

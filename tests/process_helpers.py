@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from helpers import wait_until
@@ -21,6 +22,11 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def eventually(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+    """Bounded polling with room for a worker's cold start on a loaded machine."""
+    wait_until(predicate, timeout=timeout, what=what)
 
 
 def stop_all_workers() -> None:
