@@ -5,7 +5,8 @@ in-process wrapper (:mod:`conformance.instrument`) never sees it.  The promise: 
 reads the same :class:`~conformance.instrument.Record` objects in both modes.
 
 * :class:`RemoteInstrument` (the test process) wraps ``execute`` here as before *and* listens
-  on a Unix socket in the run's private temporary directory; it announces itself to workers
+  on a Unix socket in a private (0700) temporary directory of its own, short enough for
+  ``AF_UNIX`` paths (about 107 bytes); it announces itself to workers
   through the environment variable :data:`PROBE_ENV` (address, authentication key, model class).
 * The adapter's worker calls :func:`worker_setup` after llm's plugins are loaded (the
   ``LLM_ASYNC_WORKER_SETUP`` hook).  It wraps the model class's ``execute`` in the worker: each
@@ -28,7 +29,9 @@ import json
 import os
 import pickle
 import secrets
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -161,9 +164,9 @@ def _thread_label(pid: int | None = None) -> str:
 class RemoteInstrument(Instrument):
     """An :class:`Instrument` that also records the executes of the adapter's worker processes."""
 
-    def __init__(self, model_class: type, directory: Path) -> None:
+    def __init__(self, model_class: type) -> None:
         super().__init__(model_class)
-        self.directory = directory
+        self.directory: Path | None = None
         self.seed: int | None = None
         self.instances: list[tuple[int, int]] = []  # (pid, id(model instance)) per execute
         self._listener: Listener | None = None
@@ -181,6 +184,7 @@ class RemoteInstrument(Instrument):
 
     def install(self) -> None:
         super().install()
+        self.directory = Path(tempfile.mkdtemp(prefix="llm-probe-"))
         address = str(self.directory / "probe.sock")
         self._listener = Listener(address, family="AF_UNIX", authkey=self._authkey)
         threading.Thread(target=self._accept, name="llm-conformance-probe", daemon=True).start()
@@ -190,6 +194,9 @@ class RemoteInstrument(Instrument):
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.close()
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None
 
     def _accept(self) -> None:
         while self._listener is not None:

@@ -216,7 +216,7 @@ class SyncModelConformance(
             bench.reseed_hook = cls().reseed
             announce = pytest.MonkeyPatch()
             if run.isolation == "process":
-                remote = RemoteInstrument(type(bench.models.sync), root)
+                remote = RemoteInstrument(type(bench.models.sync))
                 remote.seed = bench.samples.seed
                 instrument = remote
                 instrument.install()

@@ -30,6 +30,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -190,6 +191,17 @@ class ProcessState:
         if handlers:
             found.append(f"signal handlers changed: {handlers}")
         return found
+
+
+def _module_plugins() -> list[tuple[str, str]]:
+    """llm's plugins that are modules, by name: a child interpreter registers the same ones."""
+    from llm.plugins import pm
+
+    return [
+        (name, plugin.__name__)
+        for name, plugin in pm.list_name_plugin()
+        if isinstance(plugin, types.ModuleType) and plugin.__name__ != "__main__"
+    ]
 
 
 class IsolationClauses:
@@ -371,16 +383,24 @@ class IsolationClauses:
             pytest.skip("this platform has no /proc to find the worker's parent")
         plan = ctx.use(Plan(gate_after=1, pad_to=PAD))
         script = (
-            "import asyncio, json, sys\n"
+            "import asyncio, importlib, json, sys\n"
+            "model_id, prompt, kwargs, path, plugins = json.loads(sys.argv[1])\n"
+            "sys.path[:] = path\n"
+            "from llm.plugins import load_plugins, pm\n"
+            "load_plugins()\n"
+            "for name, module in plugins:  # plugins the test process registered by hand\n"
+            "    if pm.get_plugin(name) is None:\n"
+            "        pm.register(importlib.import_module(module), name=name)\n"
             "from conformance import subject\n"
-            "model_id, prompt, kwargs = json.loads(sys.argv[1])\n"
             "twin = subject.current_twin(subject.resolve(model_id))  # as the suite finds it\n"
             "async def main():\n"
             "    async for chunk in twin.prompt(prompt, **kwargs):\n"
             "        print('chunk', flush=True)\n"
             "asyncio.run(main())\n"
         )
-        arguments = json.dumps([ctx.model_id, ctx.samples.prompt, ctx.prompt_kwargs()])
+        arguments = json.dumps(
+            [ctx.model_id, ctx.samples.prompt, ctx.prompt_kwargs(), sys.path, _module_plugins()]
+        )
         child = subprocess.Popen(
             [sys.executable, "-c", script, arguments],
             stdout=subprocess.DEVNULL,
