@@ -103,6 +103,7 @@ class ProcScript(llm.Model):
                     note("blocking")
                     os.read(read_end, 1)  # nobody ever writes: stuck in C for good
                 elif kind == "until_cancelled":
+                    note("polling cancelled")
                     while not llm_all_models_async.cancelled():
                         time.sleep(0.005)
                     note("saw cancelled")

@@ -108,7 +108,9 @@ async def test_cancel_closes_the_generator_in_the_worker(record: Path) -> None:
 async def test_cancelled_turns_true_in_the_worker(record: Path) -> None:
     response = script_model().prompt(script_prompt(record, ["yield", "a"], ["until_cancelled"]))
     task = asyncio.create_task(collect(response))
-    await asyncio.to_thread(eventually, lambda: "pulled 1" in read_record(record))
+    # Cancel once the model is inside its polling loop, not while it is still at the yield
+    # (there the stop would close the generator before it ever polls).
+    await asyncio.to_thread(eventually, lambda: "polling cancelled" in read_record(record))
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
