@@ -174,7 +174,8 @@ _CLAUSES: tuple[tuple[str, str], ...] = (
     ),
 )
 
-# What to change when a clause fails (shown in reports; isolation clauses point at the adapter).
+# What to change when a clause fails: appended to a failed clause's reason in the table and the
+# JSON report (the isolation clauses judge the adapter's process server, so they point at it).
 FIX_HINTS: dict[str, str] = {
     "isolation.crash": "watch the worker's exit in the process server and raise "
     "WorkerCrashedError (llm.ModelError) with the model, signal and stderr tail",

@@ -80,3 +80,22 @@ def test_an_unknown_isolation_option_is_refused(pytester: pytest.Pytester) -> No
     result = pytester.runpytest_subprocess("--pyargs", "conformance", "--llm-isolation", "fork")
     assert result.ret != 0
     result.stderr.fnmatch_lines(["*--llm-isolation: invalid choice: 'fork'*"])
+
+
+def test_a_failed_isolation_clause_carries_its_fix_hint() -> None:
+    from types import SimpleNamespace
+
+    from conformance.catalog import FIX_HINTS
+    from conformance.outcomes import ClauseResult, apply
+
+    result = ClauseResult("isolation.no_orphans")
+    crash = SimpleNamespace(message="AssertionError: worker 12 was still running")
+    report = SimpleNamespace(
+        when="call", passed=False, failed=True, skipped=False, duration=0.1,
+        longrepr=SimpleNamespace(reprcrash=crash),
+    )  # fmt: skip
+    apply(result, report)
+    assert result.outcome == "failed"
+    assert result.reason.startswith("worker 12 was still running")
+    assert result.reason.endswith(f"(fix: {FIX_HINTS['isolation.no_orphans']})")
+    assert set(FIX_HINTS) == ISOLATION_CLAUSES
