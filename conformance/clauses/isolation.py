@@ -55,7 +55,8 @@ def _require_process(ctx: Context) -> None:
         pytest.skip(
             f"this run uses isolation={ctx.bench.isolation!r}: the isolation.* clauses check "
             "the adapter's worker processes; run with --llm-isolation process (or isolation "
-            "= 'process' on the test class, or isolation in the matrix cell)"
+            "= 'process' on the test class, or LLM_ASYNC_ISOLATION=process; in the matrix: "
+            "the cell's -process tox env)"
         )
 
 

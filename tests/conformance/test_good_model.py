@@ -30,14 +30,21 @@ class TestSingleTurn(TestGood):
 """
 
 # Clauses that cannot apply to these models, and the words their skip reason must contain.
+THREAD_ONLY_SKIPS = {
+    clause_id: "--llm-isolation process"
+    for clause_id in CLAUSES
+    if clause_id.startswith("isolation.")
+}
 EXPECTED_SKIPS: dict[str, dict[str, str]] = {
     "conformance-good": {
         "differential.native": "no native async model",
         "conversation.rejected": "supports_conversation=True",
+        **THREAD_ONLY_SKIPS,
     },
     "conformance-single-turn": {
         "differential.native": "no native async model",
         "conversation.turns": "supports_conversation=False",
+        **THREAD_ONLY_SKIPS,
     },
 }
 
@@ -70,3 +77,18 @@ def test_good_models_pass_every_applicable_clause(run_suite: Any) -> None:
     run.result.stdout.fnmatch_lines(
         ["*llm conformance: conformance-good*", "*streaming.incremental*PASS*"]
     )
+
+
+def test_good_models_pass_every_applicable_clause_in_process_isolation(run_suite: Any) -> None:
+    """The same models in worker processes: every clause that applies passes there too."""
+    run = run_suite(SUITE, "--llm-isolation", "process")
+    for model_id, skips in EXPECTED_SKIPS.items():
+        expected = {c: words for c, words in skips.items() if c not in THREAD_ONLY_SKIPS}
+        if not features.has_astream_events():  # llm < 0.36
+            expected.update(NEEDS_LLM_036)
+        assert run.reports[model_id]["isolation"] == "process"
+        assert run.with_outcome(model_id, "failed", "error", "xpassed") == set(), run.explain(
+            model_id
+        )
+        assert run.with_outcome(model_id, "skipped") == set(expected), run.explain(model_id)
+    assert run.result.ret == 0
