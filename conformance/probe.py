@@ -412,6 +412,27 @@ def worker_setup() -> None:
     model_class.execute = execute
 
 
+HIGH_FD = 512
+
+
+def _out_of_the_way(connection: Connection) -> Connection:
+    """Move the probe's socket to a descriptor number far above the lowest free one.
+
+    Models that close a descriptor twice (llm-gpt4all's output suppression closes a saved fd,
+    then its file object closes the same number again when collected) hit whatever reused that
+    number last; the instrument must not be what they hit, or the suite would report its own
+    breakage as the model's.
+    """
+    import fcntl
+
+    try:
+        high = fcntl.fcntl(connection.fileno(), fcntl.F_DUPFD_CLOEXEC, HIGH_FD)
+    except OSError:  # a low descriptor limit: keep the one we have
+        return connection
+    connection.close()
+    return Connection(high)
+
+
 def _run_remote(
     address: str,
     authkey: bytes,
@@ -421,7 +442,7 @@ def _run_remote(
     kwargs: dict[str, Any],
     bound: dict[str, Any],
 ) -> Iterator[Any]:
-    connection = Client(address, family="AF_UNIX", authkey=authkey)
+    connection = _out_of_the_way(Client(address, family="AF_UNIX", authkey=authkey))
     connection.send(
         (
             "start",
