@@ -277,7 +277,9 @@ class RemoteInstrument(Instrument):
                 record.gate_reached.set()
                 released = plan.gate.wait(plan.wait_bound)
                 record.gate_timed_out = record.gate_timed_out or not released
-                connection.send(released)
+                # Whether the test stopped consuming before it opened the gate: the worker
+                # then waits for the adapter's stop to arrive (see _await_stop).
+                connection.send(record.stop_mark is not None)
             elif kind == "meddled":
                 record.meddled = list(info)
             elif kind == "after_gate":
@@ -413,6 +415,22 @@ def worker_setup() -> None:
 
 
 HIGH_FD = 512
+STOP_ARRIVAL_BOUND = 2.0
+
+
+def _await_stop() -> bool:
+    """``cancelled()`` once the adapter's stop reached this worker (bounded); its value then.
+
+    In a thread the stop is a flag set before the test opens the gate.  Here the stop is a
+    frame on the adapter's channel and the gate a reply on the probe's: without this wait the
+    model could race through its last chunks before the stop arrives, and the suite would blame
+    the adapter for its own two channels.
+    """
+    deadline = time.monotonic() + STOP_ARRIVAL_BOUND
+    pause = threading.Event()
+    while not adapter.cancelled() and time.monotonic() < deadline:
+        pause.wait(0.001)
+    return bool(adapter.cancelled())
 
 
 def _out_of_the_way(connection: Connection) -> Connection:
@@ -504,8 +522,8 @@ def _run_remote(
                 connection.send(("meddled", _meddle(undo)))
             if plan["gate_after"] is not None and count == plan["gate_after"]:
                 connection.send(("gate", None))
-                connection.recv()
-                connection.send(("after_gate", adapter.cancelled()))
+                stopped = connection.recv()
+                connection.send(("after_gate", _await_stop() if stopped else adapter.cancelled()))
         ended_by = ended_by or "exhausted"
     except GeneratorExit:
         ended_by = "close"
