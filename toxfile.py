@@ -24,22 +24,57 @@ from tox.report import HandledError
 if TYPE_CHECKING:
     from tox.config.sets import ConfigSet, EnvConfigSet
     from tox.session.state import State
+    from tox.tox_env.api import ToxEnv
 
 ROOT = Path(__file__).resolve().parent
 MATRIX_DIR = ROOT / "matrix"
 MATRIX_MODULE = MATRIX_DIR / "cells.py"
 MATRIX_FILE = MATRIX_DIR / "matrix.toml"
+LLAMA_WHEEL_MODULE = ROOT / ".ci" / "llama_wheel.py"
 
 
-@cache
-def _matrix_module() -> ModuleType:
-    """matrix/cells.py, loaded by path: tox's own environment lacks the project."""
-    spec = importlib.util.spec_from_file_location("_tox_conformance_matrix", MATRIX_MODULE)
+def _load(name: str, path: Path) -> ModuleType:
+    """A module of the checkout, loaded by path: tox's own environment lacks the project."""
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@cache
+def _matrix_module() -> ModuleType:
+    """matrix/cells.py."""
+    return _load("_tox_conformance_matrix", MATRIX_MODULE)
+
+
+@cache
+def _llama_wheel() -> ModuleType:
+    """.ci/llama_wheel.py: where the portable llama-cpp-python wheels are built."""
+    return _load("_tox_llama_wheel", LLAMA_WHEEL_MODULE)
+
+
+def _prebuilt(requirement: str) -> str:
+    """``requirement`` itself, or a direct reference to its portable wheel when .ci/llama_wheel.py
+    builds that package: the resolver then cannot pick the sdist and compile a native build."""
+    builder = _llama_wheel()
+    if not builder.is_portable_build(requirement):
+        return requirement
+    wheel = builder.built_wheel(requirement)
+    if wheel is None:  # tox_on_install stops the env with the build command
+        return requirement
+    return f"{builder.package_name(requirement)} @ {wheel.as_uri()}"
+
+
+def _missing_wheels(env: Any) -> list[str]:
+    """The pins of ``env`` whose portable wheel has not been built yet."""
+    builder = _llama_wheel()
+    return [
+        req
+        for req in env.requirements
+        if builder.is_portable_build(req) and builder.built_wheel(req) is None
+    ]
 
 
 @cache
@@ -77,7 +112,9 @@ def _settings(env: Any) -> dict[str, Any]:
         "base": ["legacy" if env.legacy else "cell", "testenv"],
         "labels": list(env.lanes),
         "base_python": [f"python{env.python}"],
-        "deps": "\n".join([*env.requirements, *(_suite_requirements() if env.legacy else [])]),
+        "deps": "\n".join(
+            [*map(_prebuilt, env.requirements), *(_suite_requirements() if env.legacy else [])]
+        ),
         "llm_cell": cell.name,
         "llm_version": env.llm_version,
     }
@@ -116,6 +153,23 @@ def tox_add_env_config(env_conf: EnvConfigSet, state: State) -> None:
     env = _envs().get(env_conf.env_name)
     if env is not None and env.cell.env:
         env_conf["set_env"].update(env.cell.env)
+
+
+@impl
+def tox_on_install(tox_env: ToxEnv, arguments: Any, section: str, of_type: str) -> None:
+    """Stop a llama.cpp cell before its install when the portable wheel is missing: pip or uv
+    would compile the sdist for this machine's CPU (about 12 minutes, and a wheel that crashed
+    here), which is exactly what .ci/llama_wheel.py exists to prevent."""
+    env = _envs().get(tox_env.name)
+    if env is None or of_type != "deps":
+        return
+    missing = _missing_wheels(env)
+    if missing:
+        raise HandledError(
+            f"{tox_env.name} installs {', '.join(missing)}, whose portable wheel is not built: "
+            f"run `python .ci/llama_wheel.py build {' '.join(missing)}` first (about 5 minutes "
+            "on 2 cores, once; bash .ci/run does it for its lanes)"
+        )
 
 
 def _llm_requirements(env_name: str) -> str:
