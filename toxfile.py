@@ -6,6 +6,9 @@ tox.ini; this plugin only fills in what the matrix decides: labels (the lanes), 
 interpreter, extra environment variables and the ``{llm_cell}`` / ``{llm_version}`` values
 those sections substitute. Any env with an ``llmXXX`` factor (the unit envs too) also gets
 ``{llm_requirements}``: that llm version plus the matrix's install rules for it.
+
+llama-cpp-python is installed from the portable wheel .ci/llama_wheel.py built, by path; a cell
+whose wheel is missing stops before installing anything, with the command that builds it.
 """
 
 from __future__ import annotations
