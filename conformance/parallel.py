@@ -19,8 +19,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-# Groups whose clauses measure time, the loop's lag, fds 1/2 or other process-wide state.
-ALONE_GROUPS = frozenset({"loop", "concurrency", "timeouts", "hygiene"})
+# Groups whose clauses measure time (cancellation: release within a second), the loop's lag,
+# fds 1/2 or other process-wide state.
+ALONE_GROUPS = frozenset({"loop", "concurrency", "timeouts", "hygiene", "cancellation"})
 
 
 def runs_alone(clause_id: str) -> bool:

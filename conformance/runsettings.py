@@ -116,6 +116,10 @@ def _check_value(key: str, value: Any, where: str) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise bad("a list of fixture names")
         return list(value)
+    if key == "samples":
+        if not isinstance(value, str):
+            raise bad("the path of a samples file")
+        return value
     if key == "isolation":
         if value not in ISOLATION_MODES:
             raise bad(" or ".join(repr(mode) for mode in ISOLATION_MODES))
@@ -207,8 +211,6 @@ def read_file(path: Path | str) -> dict[str, Any]:
     settings = check(data, where)
     sample_file = settings.pop("samples", None)
     if sample_file is not None:
-        if not isinstance(sample_file, str):
-            raise SettingsError(f"{where}: samples must be the path of a samples file")
         settings = merge(read_samples(path.parent / sample_file), settings)
     return settings
 
