@@ -70,6 +70,7 @@ async def test_slow_first_chunk_waits_without_a_first_chunk_timeout(monkeypatch,
     assert run.generator_exit == 0
 
 
+@pytest.mark.serial  # asserts a wall-clock bound
 @pytest.mark.usefixtures("no_leaked_workers")
 async def test_first_chunk_timeout_fires_and_closes_the_generator(monkeypatch, gate):
     monkeypatch.setenv("LLM_ASYNC_FIRST_CHUNK_TIMEOUT", "0.1")
@@ -126,6 +127,7 @@ async def test_first_chunk_clock_starts_with_execute_under_model_affinity(monkey
 # --------------------------------------------------------------------------- blocking next()
 
 
+@pytest.mark.serial  # asserts a wall-clock bound
 @pytest.mark.usefixtures("no_leaked_workers")
 async def test_cancel_releases_the_caller_while_next_blocks_in_c_code():
     key, record = torture_models.new_record("read")
@@ -326,6 +328,7 @@ async def test_non_str_chunks_behave_as_on_the_sync_path(odd):
 # --------------------------------------------------------------------------- volume
 
 
+@pytest.mark.serial  # asserts a wall-clock bound
 @pytest.mark.usefixtures("no_leaked_workers")
 @pytest.mark.timeout(30)
 async def test_a_hundred_thousand_tiny_chunks_all_arrive_in_order():
