@@ -30,10 +30,17 @@ def runs_alone(clause_id: str) -> bool:
 
 
 def lock_path(config: Any) -> Path | None:
-    """The run's lock file on an xdist worker (one per run), else None."""
+    """The run's lock file on an xdist worker, else None.
+
+    Workers' temporary directories sit side by side in the controller's (``popen-gwN``), so
+    the file goes beside them and pytest's own retention removes it with the run.
+    """
     workerinput = getattr(config, "workerinput", None)
     if workerinput is None:
         return None
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is not None:
+        return Path(factory.getbasetemp()).parent / "llm-conformance.lock"
     run_id = str(workerinput.get("testrunuid", "run"))
     return Path(tempfile.gettempdir()) / f"llm-conformance-{run_id}.lock"
 
