@@ -137,6 +137,15 @@ def unset_command(model: str, setting: str) -> None:
     click.echo(f"{model_id}: {setting} unset")
 
 
+def _add_workers_command() -> None:
+    from .process.commands import workers_command
+
+    async_group.add_command(workers_command)
+
+
+_add_workers_command()
+
+
 class CheckUsageError(click.ClickException):
     """A bad ``llm async check`` setting: exit code 2, like click's own usage errors."""
 

@@ -18,19 +18,13 @@ from typing import Any
 import llm
 from llm.models import _BaseModel
 
-from . import limits, settings, workers
-from .bridge import Deadlines, open_stream
-from .errors import QueueTimeoutError, ResponseTimeoutError
+from . import settings
+from .identity import model_key as model_key  # re-exported: tests and tools key limits by it
+from .serving import StreamRequest, open_stream
 from .views import SyncResponseView, sync_conversation
 
 # Attributes a twin answers itself rather than reading from the sync model.
 _OWN = frozenset({"model_id", "key"})
-
-
-def model_key(sync_model: Any) -> tuple[str, str, str]:
-    """What identifies "one model" for limits and affinity: plugin class and model id."""
-    cls = type(sync_model)
-    return (cls.__module__, cls.__qualname__, str(sync_model.model_id))
 
 
 def _declared_attributes() -> list[str]:
@@ -116,34 +110,20 @@ class _TwinMixin:
         # From here on only the weak view refers to the response, so a response its consumer
         # drops can be collected, which closes this generator and stops the worker.
         del response
-
-        release = await _acquire_slots(sync_model, config, started_at)
-
-        def make_iterator() -> Any:
-            return sync_model.execute(prompt, stream, view, history, **extra)
-
-        if config.affinity == "model":
-            submit = workers.dedicated_thread(model_key(sync_model), model_id).submit
-        else:
-
-            def submit(job: workers.Job) -> None:
-                workers.start_thread(model_id, job)
-
-        handle = open_stream(
-            model_id,
-            make_iterator,
-            capacity=config.buffer,
-            deadlines=Deadlines(
-                timeout=config.timeout,
-                first_chunk_timeout=config.first_chunk_timeout,
-                idle_timeout=config.idle_timeout,
-                stall_timeout=config.stall_timeout,
-                stuck_warning=config.stuck_warning,
-            ),
+        request = StreamRequest(
+            sync_model=sync_model,
+            model_id=model_id,
+            prompt=prompt,
+            stream=stream,
+            response=view,
+            conversation=history,
+            key=extra.get("key"),
+            passes_key="key" in extra,
+            config=config,
             started_at=started_at,
-            submit=submit,
-            on_exit=release,
         )
+        del extra
+        handle = await open_stream(request)
         try:
             while True:
                 try:
@@ -158,61 +138,6 @@ class _TwinMixin:
                     yield item
         finally:
             handle.stop()
-
-
-async def _acquire_slots(sync_model: Any, config: settings.Settings, started_at: float) -> Any:
-    """Wait, first come first served, for a model slot and a thread slot; return ``release``."""
-    model_id = str(sync_model.model_id)
-    # A model pinned to one dedicated thread runs one prompt at a time: let the others wait
-    # in the cancellable FIFO line rather than in that thread's job queue.
-    concurrency = 1 if config.affinity == "model" else config.model_concurrency
-    model_slots = limits.model_limiter(model_key(sync_model), concurrency)
-    thread_slots = limits.global_threads
-    await _bounded(model_slots.acquire(concurrency), model_id, config, started_at)
-    try:
-        await _bounded(thread_slots.acquire(config.max_threads), model_id, config, started_at)
-    except BaseException:
-        model_slots.release()
-        raise
-    released = False
-
-    def release() -> None:
-        nonlocal released
-        if not released:
-            released = True
-            thread_slots.release()
-            model_slots.release()
-
-    return release
-
-
-async def _bounded(
-    acquire: Any, model_id: str, config: settings.Settings, started_at: float
-) -> None:
-    """Await ``acquire`` within the queue timeout and what is left of the response timeout."""
-    limits_: list[tuple[float, Exception]] = []
-    if config.queue_timeout is not None:
-        limits_.append(
-            (
-                config.queue_timeout - (time.monotonic() - started_at),
-                QueueTimeoutError(model_id, config.queue_timeout),
-            )
-        )
-    if config.timeout is not None:
-        limits_.append(
-            (
-                started_at + config.timeout - time.monotonic(),
-                ResponseTimeoutError(model_id, config.timeout),
-            )
-        )
-    if not limits_:
-        await acquire
-        return
-    remaining, error = min(limits_, key=lambda item: item[0])
-    try:
-        await asyncio.wait_for(acquire, max(remaining, 0))
-    except asyncio.TimeoutError:
-        raise error from None
 
 
 class AsyncTwin(_TwinMixin, llm.AsyncModel):
