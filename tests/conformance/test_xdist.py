@@ -165,3 +165,20 @@ def test_serial_runs_take_no_lock() -> None:
 )
 def test_which_clauses_run_alone(clause_id: str, alone: bool) -> None:
     assert parallel.runs_alone(clause_id) is alone
+
+
+def test_other_projects_test_classes_do_not_load_the_suite(pytester: pytest.Pytester) -> None:
+    """The plugin is installed everywhere pytest is: a plain test class loads no clause."""
+    pytester.makepyfile(
+        test_plain="""
+        import sys
+
+
+        class TestPlain:
+            def test_suite_not_loaded(self):
+                assert "conformance.standard" not in sys.modules
+                assert "llm" not in sys.modules
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--llm-model", "a")
+    result.assert_outcomes(passed=1)
