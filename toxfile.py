@@ -3,9 +3,10 @@
 Each cell x llm version of the matrix becomes one environment. Its settings come from the
 ``[cell]`` (suite runs) or ``[legacy]`` (llm older than the adapter supports) section of
 tox.ini; this plugin only fills in what the matrix decides: labels (the lanes), requirements,
-interpreter, extra environment variables and the ``{llm_cell}`` / ``{llm_version}`` values
-those sections substitute. Any env with an ``llmXXX`` factor (the unit envs too) also gets
-``{llm_requirements}``: that llm version plus the matrix's install rules for it.
+interpreter, extra environment variables, the cell's own tests (``commands_post``) and the
+``{llm_cell}`` / ``{llm_version}`` values those sections substitute. Any env with an
+``llmXXX`` factor (the unit envs too) also gets ``{llm_requirements}``: that llm version plus
+the matrix's install rules for it.
 
 llama-cpp-python is installed from the portable wheel .ci/llama_wheel.py built, by path; a cell
 whose wheel is missing stops before installing anything, with the command that builds it.
@@ -97,7 +98,9 @@ def _matrix() -> Any:
     """The validated matrix; a broken matrix file stops tox with the validator's message."""
     module = _matrix_module()
     try:
-        return module.load_matrix(MATRIX_FILE)
+        matrix = module.load_matrix(MATRIX_FILE)
+        matrix.check_tests(ROOT)
+        return matrix
     except module.MatrixError as exc:
         raise HandledError(str(exc)) from exc
 
@@ -124,6 +127,13 @@ def _settings(env: Any) -> dict[str, Any]:
     if cell.no_deps and not env.legacy:
         settings["commands_pre"] = [
             "python -m pip install --no-deps " + " ".join(f'"{req}"' for req in cell.no_deps)
+        ]
+    if cell.tests and not env.legacy:
+        # The fixture tests need the cell's plugin, which only this env has; they run after the
+        # suite (also when it failed) and fail the env like it, with their own JUnit file.
+        junit = ROOT / "reports" / f"{env.name}-fixtures.xml"
+        settings["commands_post"] = [
+            " ".join(["pytest", *cell.tests, "-p", "no:cacheprovider", f'--junitxml="{junit}"'])
         ]
     return settings
 
