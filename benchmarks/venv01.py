@@ -76,4 +76,4 @@ def ensure(venv: Path | None, log: Path, extras: list[str] | None = None) -> Pat
 
 
 def _name(requirement: str) -> str:
-    return requirement.split("==", 1)[0].strip().lower()
+    return requirement.split("==", 1)[0].split(" @ ", 1)[0].strip().lower()

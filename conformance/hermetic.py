@@ -1,5 +1,9 @@
 """The hermetic environment: temporary llm user dir, home and work dir, fixtures, settings file.
 
+The run gets a temporary llm user directory, home and working directory; the caller's stored
+keys (``keys.json`` of llm's user directory) are copied in, every other environment variable
+but those in :data:`REPLACED_ENV` is kept.
+
 A fixture is a context manager factory ``fixture(FixtureContext) -> ContextManager[dict]``: it
 writes what a model needs into the temporary user dir (files, stub servers) and yields extra
 environment variables. The suite ships no fixtures of its own; the repository's matrix
@@ -9,6 +13,8 @@ environment variables. The suite ships no fixtures of its own; the repository's 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -18,6 +24,9 @@ from typing import Any
 import pytest
 
 ADAPTER_SETTINGS_FILE = "llm-all-models-async.json"
+KEYS_FILE = "keys.json"
+# Replaced for the run; every other variable of the caller's environment is kept.
+REPLACED_ENV = ("LLM_USER_PATH", "HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME")
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,16 @@ class Hermetic:
         return path
 
 
+def outer_user_dir() -> Path:
+    """llm's user directory outside the run (as ``llm.user_dir()`` finds it, not created)."""
+    explicit = os.environ.get("LLM_USER_PATH")
+    if explicit:
+        return Path(explicit)
+    import click
+
+    return Path(click.get_app_dir("io.datasette.llm"))
+
+
 @contextmanager
 def hermetic(
     root: Path, *, env: Mapping[str, str], fixtures: Sequence[tuple[str, Fixture]]
@@ -67,6 +86,10 @@ def hermetic(
     try:
         for path in (place.user_dir, place.work_dir, place.home):
             path.mkdir(parents=True, exist_ok=True)
+        # keys stored with `llm keys set` stay usable: a copy, so the run never writes the real file
+        stored_keys = outer_user_dir() / KEYS_FILE
+        if stored_keys.is_file():
+            shutil.copyfile(stored_keys, place.user_dir / KEYS_FILE)
         base = {
             "LLM_USER_PATH": str(place.user_dir),
             "HOME": str(place.home),

@@ -2,6 +2,11 @@
 
 It stays inert for tests that are not conformance clauses, and imports llm only when a
 conformance test class actually runs, so installing the suite changes nothing else.
+
+Under pytest-xdist each clause's report carries its clause id and model (``report.
+llm_conformance``), so the controller folds every worker's outcomes into the same table and
+JSON report a serial run writes; clauses that must run alone take the run's lock
+(:mod:`conformance.parallel`).
 """
 
 from __future__ import annotations
@@ -13,13 +18,15 @@ from typing import Any
 
 import pytest
 
-from . import runconfig
+from . import parallel, runconfig, runsettings
 from .marks import MARKER, clause_of
 from .outcomes import ClassRun, ClauseResult, apply
 
 ALLOWED_HOSTS = ["127.0.0.1", "::1", "localhost"]
 RUNS_KEY = pytest.StashKey[dict[str, ClassRun]]()
 CLAUSE_KEY = pytest.StashKey[str]()
+REPORT_ATTRIBUTE = "llm_conformance"  # set on clause reports; xdist ships it to the controller
+COLLECTOR = "llm-conformance-collector"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -28,7 +35,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--llm-model",
         dest=runconfig.OPT_MODEL,
         metavar="MODEL_ID",
-        help="model id (or alias) to check with `pytest --pyargs conformance`",
+        action="append",
+        default=[],
+        help="model id (or alias) to check with `pytest --pyargs conformance`; repeat it to "
+        "check several models (one test class and one report each)",
+    )
+    group.addoption(
+        "--llm-config",
+        dest=runconfig.OPT_CONFIG,
+        metavar="PATH",
+        help="settings of the suite's own test class (samples, capabilities, env, expected "
+        "failures, isolation) from a TOML file's [tool.llm-conformance] table or top level",
     )
     group.addoption(
         "--llm-isolation",
@@ -57,10 +74,58 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", f"{MARKER}(clause_id): the llm conformance clause a standard test checks"
     )
     config.stash[RUNS_KEY] = {}
+    # pytest_runtest_logreport gets no config: a per-config collector folds the reports
+    config.pluginmanager.register(_Collector(config), COLLECTOR)
+    path = config.getoption(runconfig.OPT_CONFIG, None)
+    if path:
+        try:
+            config.stash[runconfig.SETTINGS] = runsettings.read_file(path)
+        except runsettings.SettingsError as error:
+            raise pytest.UsageError(f"--llm-config: {error}") from None
+
+
+def _expands(obj: Any) -> bool:
+    """The suite's own test class (settings apply) or a class that names no model."""
+    if not _is_conformance_class(obj) or obj.__name__.startswith("_"):
+        return False
+    own = obj.__module__ == "conformance.test_conformance" and obj.__name__ == "TestConformance"
+    return own or vars(obj).get("model_id", getattr(obj, "model_id", None)) is None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: Any) -> Any:
+    """One class per ``--llm-model`` for classes that name no model, and ``--llm-config``
+    settings on the suite's own class: both as subclasses, so the classes stay untouched."""
+    if not isinstance(obj, type) or not collector.istestclass(obj, name) or not _expands(obj):
+        return None
+    config = collector.config
+    models: list[str | None] = list(config.getoption(runconfig.OPT_MODEL, None) or [])
+    settings = config.stash.get(runconfig.SETTINGS, None)
+    own = obj.__module__ == "conformance.test_conformance"
+    if len(models) <= 1 and not (settings and own):
+        return None
+    classes = []
+    for model_id in models or [None]:
+        attributes: dict[str, Any] = {"__module__": obj.__module__, "__doc__": obj.__doc__}
+        if settings and own:
+            attributes.update(runsettings.class_attributes(settings, model_id))
+        label = name if len(models) <= 1 else f"{name}[{model_id}]"
+        if model_id is not None:
+            attributes["model_id"] = model_id
+        subclass = type(label, (obj,), attributes)
+        subclass.__qualname__ = label
+        node = pytest.Class.from_parent(collector, name=label)
+        node.obj = subclass  # not an attribute of the module: pytest would look it up there
+        classes.append(node)
+    return classes
 
 
 def _is_conformance_class(cls: Any) -> bool:
-    if cls is None:
+    if not isinstance(cls, type):
+        return False
+    # by name along the MRO first: other projects' test classes never load the suite here
+    bases = {(klass.__module__, klass.__qualname__) for klass in cls.__mro__}
+    if ("conformance.standard", "SyncModelConformance") not in bases:
         return False
     from .standard import SyncModelConformance
 
@@ -101,15 +166,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xfail(reason=reason, strict=True))
 
 
-def _run_for(item: pytest.Item) -> ClassRun:
-    runs = item.config.stash[RUNS_KEY]
+def _run_info(item: pytest.Item) -> dict[str, Any]:
+    """What the report needs about the clause's class: run key, model, cell and plugin."""
     parent = item.parent
-    key = parent.nodeid if parent is not None else item.nodeid
-    run = runs.get(key)
-    if run is None:
-        config = runconfig.for_class(item.cls, item.config)  # type: ignore[attr-defined]
-        run = runs[key] = ClassRun(key, config.model_id, config.cell_name, config.isolation)
-    return run
+    config = runconfig.for_class(item.cls, item.config)  # type: ignore[attr-defined]
+    return {
+        "run": parent.nodeid if parent is not None else item.nodeid,
+        "model_id": config.model_id,
+        "cell": config.cell_name,
+        "isolation": config.isolation,
+        "plugin": _plugin_of(item),
+    }
 
 
 def _started(run: ClassRun, report: Any) -> None:
@@ -128,19 +195,51 @@ def _plugin_of(item: pytest.Item) -> dict[str, str] | None:
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: Any) -> Generator[None, Any, Any]:
+    """Under xdist, hold the run's lock around the clause (exclusively if it runs alone)."""
+    clause_id = item.stash.get(CLAUSE_KEY, None)
+    path = parallel.lock_path(item.config) if clause_id is not None else None
+    with parallel.turn(path, alone=clause_id is not None and parallel.runs_alone(clause_id)):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Generator[None, Any, Any]:
     report = yield
     clause_id = item.stash.get(CLAUSE_KEY, None)
-    if clause_id is None:
-        return report
-    run = _run_for(item)
-    if run.plugin is None:
-        run.plugin = _plugin_of(item)
-    _started(run, report)
-    result = run.clauses.setdefault(clause_id, ClauseResult(clause_id))
-    apply(result, report)
-    run.finished = time.time()
+    if clause_id is not None:
+        setattr(report, REPORT_ATTRIBUTE, {"clause": clause_id, **_run_info(item)})
     return report
+
+
+class _Collector:
+    """Folds each clause phase into its run: in a serial run, or on xdist's controller."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        info = getattr(report, REPORT_ATTRIBUTE, None)
+        if not isinstance(info, dict):
+            return
+        runs = self.config.stash[RUNS_KEY]
+        run = runs.get(info["run"])
+        if run is None:
+            run = runs[info["run"]] = ClassRun(
+                info["run"], info["model_id"], info["cell"], info["isolation"]
+            )
+        if run.plugin is None:
+            run.plugin = info.get("plugin")
+        _started(run, report)
+        result = run.clauses.setdefault(info["clause"], ClauseResult(info["clause"]))
+        apply(result, report)
+        run.finished = time.time()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    collector = config.pluginmanager.get_plugin(COLLECTOR)
+    if collector is not None:
+        config.pluginmanager.unregister(collector)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -164,8 +263,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Write the JSON report also when the terminal summary is not shown (e.g. -p no:terminal)."""
+    """Write the JSON report also when the terminal summary is not shown (e.g. -p no:terminal);
+    xdist's controller writes it for all workers."""
     config = session.config
+    if hasattr(config, "workerinput"):
+        return
     path = config.getoption(runconfig.OPT_REPORT, None)
     runs = [run for run in config.stash.get(RUNS_KEY, {}).values() if run.clauses]
     if path and runs:

@@ -25,9 +25,11 @@ OPT_EXPECTED = "llm_expected_failures"
 OPT_ISOLATION = "llm_isolation"
 ISOLATION_ENV = "LLM_ASYNC_ISOLATION"
 ISOLATIONS = ("thread", "process")
+OPT_CONFIG = "llm_config"
 
 CELL_LOADER = pytest.StashKey[Callable[[str], Any]]()
 FIXTURE_REGISTRY = pytest.StashKey[Mapping[str, Fixture]]()
+SETTINGS = pytest.StashKey[dict[str, Any]]()  # --llm-config, checked (conformance.runsettings)
 
 _cells: dict[str, Any] = {}
 
@@ -77,9 +79,12 @@ def for_class(cls: type, config: pytest.Config) -> RunConfig:
             cell = load_cell(cell_name, config)
         except Exception as failure:  # reported on every clause of the class
             error = f"cannot load matrix cell {cell_name!r}: {failure}"
+    models = config.getoption(OPT_MODEL, None) or []
+    if isinstance(models, str):
+        models = [models]
     model_id = (
         getattr(cls, "model_id", None)
-        or config.getoption(OPT_MODEL, None)
+        or (models[0] if len(models) == 1 else None)
         or getattr(cell, "model_id", None)
     )
     chosen = [

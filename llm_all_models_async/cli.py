@@ -146,18 +146,141 @@ def _add_workers_command() -> None:
 _add_workers_command()
 
 
+class CheckUsageError(click.ClickException):
+    """A bad ``llm async check`` setting: exit code 2, like click's own usage errors."""
+
+    exit_code = 2
+
+
+def _check_settings(
+    config_file: str | None,
+    samples_file: str | None,
+    values: dict[str, Any],
+    expected: tuple[str, ...],
+) -> dict[str, Any]:
+    """The check's settings: --config, then --samples, then flags (later wins, tables merge)."""
+    from conformance import runsettings
+
+    flags = {key: value for key, value in values.items() if value}
+    failures = {}
+    for entry in expected:
+        clause_id, sep, reason = entry.partition("=")
+        if not sep or not clause_id.strip() or not reason.strip():
+            raise CheckUsageError(
+                f"--expect-failure {entry!r}: expected CLAUSE=REASON, "
+                "e.g. --expect-failure 'concurrency.stdio=redirects fd 1'"
+            )
+        failures[clause_id.strip()] = reason.strip()
+    if failures:
+        flags[runsettings.EXPECTED] = failures
+    try:
+        layers = [
+            runsettings.read_file(config_file) if config_file else {},
+            runsettings.read_samples(samples_file) if samples_file else {},
+            runsettings.check(flags, "command line"),
+        ]
+    except runsettings.SettingsError as error:
+        raise CheckUsageError(str(error)) from None
+    return runsettings.merge(*layers)
+
+
 @async_group.command(name="check", context_settings={"ignore_unknown_options": True})
 @click.argument("model_id")
 @click.option("json_path", "--json", type=click.Path(dir_okay=False), help="Write a JSON report")
+@click.option(
+    "prompt_options",
+    "-o",
+    "--option",
+    nargs=2,
+    multiple=True,
+    metavar="NAME VALUE",
+    help="Option sent with every prompt, as with llm -o (repeatable)",
+)
+@click.option("--prompt", help="The sample prompt (default: a short English sentence)")
+@click.option("--system", help="A system prompt sent with the sample prompt")
+@click.option("--failing-prompt", help="A prompt that makes the model raise (errors.* clauses)")
+@click.option(
+    "valid_options",
+    "--option-valid",
+    nargs=2,
+    multiple=True,
+    metavar="NAME VALUE",
+    help="A valid option value for options.valid (repeatable)",
+)
+@click.option(
+    "invalid_options",
+    "--option-invalid",
+    nargs=2,
+    multiple=True,
+    metavar="NAME VALUE",
+    help="An invalid option value for options.invalid (repeatable)",
+)
+@click.option(
+    "samples_file",
+    "--samples",
+    type=click.Path(exists=True, dir_okay=False),
+    help="TOML file of samples (prompt, options, invalid_options, tool, schema ...)",
+)
+@click.option(
+    "expected",
+    "--expect-failure",
+    multiple=True,
+    metavar="CLAUSE=REASON",
+    help="A clause the model is known to fail, and why (repeatable)",
+)
+@click.option(
+    "--isolation",
+    type=click.Choice(["thread", "process"]),
+    help="Run sync models in threads or worker processes (sets LLM_ASYNC_ISOLATION)",
+)
+@click.option(
+    "config_file",
+    "--config",
+    type=click.Path(exists=True, dir_okay=False),
+    help="TOML file of settings: its [tool.llm-conformance] table, else its top level",
+)
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
-def check_command(model_id: str, json_path: str | None, pytest_args: tuple[str, ...]) -> None:
-    """Run the conformance suite against MODEL_ID through the adapter."""
+def check_command(
+    model_id: str,
+    json_path: str | None,
+    prompt_options: tuple[tuple[str, str], ...],
+    prompt: str | None,
+    system: str | None,
+    failing_prompt: str | None,
+    valid_options: tuple[tuple[str, str], ...],
+    invalid_options: tuple[tuple[str, str], ...],
+    samples_file: str | None,
+    expected: tuple[str, ...],
+    isolation: str | None,
+    config_file: str | None,
+    pytest_args: tuple[str, ...],
+) -> None:
+    """Run the conformance suite against MODEL_ID through the adapter.
+
+    Exit code 0: every clause passed or was skipped for a capability the model lacks;
+    1: a clause failed; 2: a usage or preflight error. Arguments after the options go to
+    pytest (e.g. -k streaming, -x).
+    """
     try:
         from conformance.runner import main
     except ImportError as error:
-        raise click.ClickException(
+        raise CheckUsageError(
             "the conformance suite needs its extra: "
             "llm install 'llm-all-models-async[conformance]' "
             f"({error})"
         ) from None
-    raise SystemExit(main(model_id, json_path, list(pytest_args)))
+    settings = _check_settings(
+        config_file,
+        samples_file,
+        {
+            "prompt_options": dict(prompt_options),
+            "prompt": prompt,
+            "system": system,
+            "failing_prompt": failing_prompt,
+            "options": dict(valid_options),
+            "invalid_options": dict(invalid_options),
+            "isolation": isolation,
+        },
+        expected,
+    )
+    raise SystemExit(main(model_id, json_path, list(pytest_args), settings))

@@ -42,6 +42,7 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CLAUSE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
 _VERSION = re.compile(r"^\d+\.\d+$")
 _PINNED = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==[^=,;\s]+$")
+_TEST_FILE = re.compile(r"^tests/[A-Za-z0-9_/]+\.py$")
 _TOP_FIELDS = frozenset({"schema", "defaults", "llm", "lanes", "cells"})
 _CELL_FIELDS = frozenset(
     {
@@ -49,6 +50,7 @@ _CELL_FIELDS = frozenset(
         "requirement",
         "model_id",
         "fixtures",
+        "tests",
         "pre_install",
         "extra_requirements",
         "no_deps",
@@ -112,6 +114,7 @@ class Cell:
     pending: str | None = None
     notes: str = ""
     isolation: list[str] = field(default_factory=lambda: [DEFAULT_ISOLATION])
+    tests: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -254,6 +257,16 @@ class Matrix:
             name for cell in self.cells.values() if cell.pending is None for name in cell.fixtures
         }
 
+    def check_tests(self, root: Path) -> None:
+        """Raise MatrixError if a cell names a test file that is not in the checkout ``root``."""
+        for cell in self.cells.values():
+            for index, test in enumerate(cell.tests):
+                if not (root / test).is_file():
+                    raise MatrixError(
+                        f"{self.path.name}: cell {cell.name!r}, field 'tests[{index}]': "
+                        f"no file {test} in {root}"
+                    )
+
     def check_fixtures(self, available: Iterable[str]) -> None:
         """Raise MatrixError if a runnable cell names a fixture not in ``available``."""
         known = set(available)
@@ -357,6 +370,10 @@ def _load_cell(name: str, data: Any, matrix: dict[str, Any], where: str) -> Cell
     for index, fixture in enumerate(fixtures):
         if not _NAME.match(fixture):
             raise reader.fail(f"fixtures[{index}]", f"{fixture!r} is not a fixture name")
+    tests = reader.strings("tests")
+    for index, test in enumerate(tests):
+        if not _TEST_FILE.match(test):
+            raise reader.fail(f"tests[{index}]", f"{test!r} is not a file under tests/")
     pre_install = reader.strings("pre_install")
     _check_pinned(reader, "pre_install", pre_install)
     no_deps = reader.strings("no_deps")
@@ -437,6 +454,7 @@ def _load_cell(name: str, data: Any, matrix: dict[str, Any], where: str) -> Cell
         pending=pending,
         notes=notes,
         isolation=isolation,
+        tests=tests,
     )
 
 
@@ -585,6 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         matrix = load_matrix(args.file)
         if args.command == "check":
+            matrix.check_tests(Path(__file__).resolve().parent.parent)
             print(f"{matrix.path.name}: {len(matrix.cells)} cells, {len(matrix.envs())} envs, ok")
         elif args.command == "envs":
             selected = matrix.envs(args.lane)

@@ -39,6 +39,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
+@pytest.mark.xdist_group("tiny_run")  # one worker runs the module's tiny benchmark once
 def test_every_family_runs_and_reports(tiny_run: tuple[dict[str, Any], Path]) -> None:
     result, _ = tiny_run
     assert set(result["families"]) == set(families.BY_NAME)
@@ -56,6 +57,7 @@ def test_every_family_runs_and_reports(tiny_run: tuple[dict[str, Any], Path]) ->
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
+@pytest.mark.xdist_group("tiny_run")  # one worker runs the module's tiny benchmark once
 def test_outputs_are_written(tiny_run: tuple[dict[str, Any], Path]) -> None:
     _, out = tiny_run
     data = json.loads((out / report.JSON_NAME).read_text())
@@ -74,6 +76,7 @@ def test_outputs_are_written(tiny_run: tuple[dict[str, Any], Path]) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
+@pytest.mark.xdist_group("tiny_run")  # one worker runs the module's tiny benchmark once
 def test_plots(tiny_run: tuple[dict[str, Any], Path], tmp_path: Path) -> None:
     reason = plots.available()
     if reason:

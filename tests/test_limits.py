@@ -10,7 +10,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import llm
@@ -18,7 +18,7 @@ import pytest
 import torture_models
 from click.testing import CliRunner
 from fake_models import Call, Script, Wait, script
-from helpers import worker_threads
+from helpers import eventually, wait_event, worker_threads
 
 import llm_all_models_async
 from llm_all_models_async import limits, settings, twins
@@ -28,20 +28,6 @@ torture_models.register()
 pytestmark = pytest.mark.usefixtures("no_leaked_workers", "idle_limiters")
 
 BOUND = 10.0
-
-
-async def eventually(predicate: Callable[[], bool], what: str, timeout: float = BOUND) -> None:
-    """Bounded polling that keeps the event loop running."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.002)
-
-
-async def wait_event(event: threading.Event, what: str) -> None:
-    if not await asyncio.to_thread(event.wait, BOUND):
-        raise AssertionError(f"timed out waiting for {what}")
 
 
 def limiter_of(model_id: str) -> limits.SlotLimiter:
@@ -303,7 +289,8 @@ async def test_raising_model_concurrency_admits_a_queued_prompt():
         release_third.set()
         await eventually(lambda: limiter.limit == 2, "the new limit to be seen")
         # One prompt runs, the limit is two: the prompt at the head of the line may start.
-        await eventually(lambda: second_run.started.is_set(), "the queued prompt to start", 0.5)
+        # Nothing else frees a slot: only the raised limit can start it.
+        await eventually(lambda: second_run.started.is_set(), "the queued prompt to start")
         assert not first_run.finished.is_set()  # ... while the first one still runs
     finally:
         release_first.set()
@@ -429,7 +416,7 @@ async def test_slot_limiter_raising_the_limit_admits_the_head_of_the_line():
     await eventually(lambda: limiter.waiting == 1, "the first waiter")
     newer = asyncio.ensure_future(limiter.acquire(2))
     try:
-        await eventually(lambda: head.done(), "the head of the line to get the new slot", 0.5)
+        await eventually(lambda: head.done(), "the head of the line to get the new slot")
         assert limiter.in_use == 2
         assert not newer.done()
     finally:

@@ -328,3 +328,22 @@ def test_cli_reports_errors_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "cell 'markov', field 'lanes[0]': unknown lane 'fastest'" in err
     assert m.main(["--file", str(REPO_MATRIX), "envs", "--lane", "nightly"]) == 2
     assert "unknown lane(s) nightly" in capsys.readouterr().err
+
+
+def test_cells_with_fixtures_run_their_fixture_tests(matrix: m.Matrix) -> None:
+    """Every fixture test file runs in the env of a cell whose plugin it needs."""
+    repo = REPO_MATRIX.parent.parent
+    matrix.check_tests(repo)
+    named = {test for cell in matrix.cells.values() for test in cell.tests}
+    plugin_tests = {
+        str(path.relative_to(repo))
+        for path in (repo / "tests" / "fixtures").glob("test_*.py")
+        if path.name != "test_fixture_registry.py"  # no plugin needed: runs in the unit envs
+    }
+    assert named == plugin_tests
+    for cell in matrix.cells.values():
+        assert bool(cell.tests) == bool(cell.fixtures), cell.name
+    missing = copy.deepcopy(matrix)
+    missing.cells["markov"].tests.append("tests/fixtures/test_no_such_file.py")
+    with pytest.raises(m.MatrixError, match="cell 'markov', field 'tests\\[0\\]': no file"):
+        missing.check_tests(repo)

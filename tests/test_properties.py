@@ -25,7 +25,7 @@ from typing import Any
 import llm
 import pytest
 from fake_models import Call, Raise, Wait, script
-from helpers import worker_threads
+from helpers import eventually, worker_threads
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -42,7 +42,10 @@ from llm_all_models_async.bridge import Deadlines, open_stream
 pytestmark = pytest.mark.timeout(60)
 
 BOUND = 10.0  # no single await may take longer: a hang fails the example, not the suite
-TIMEOUT = 0.1  # the adapter timeout set in scenarios that want one to fire
+# The adapter timeout set in scenarios that want one to fire. It never elapses by itself: at
+# the scenario's timeout pause the test moves the event loop's clock past it (ClockLoop), so
+# a slow machine cannot make it fire before the pause.
+TIMEOUT = 3600.0
 
 SETTINGS = settings(
     max_examples=60,
@@ -148,6 +151,46 @@ def plans(draw: st.DrawFn, stops: Iterable[str] = ("cancel", "timeout")) -> Plan
     )
 
 
+class ClockLoop(asyncio.SelectorEventLoop):
+    """An event loop whose clock the test moves forward: its timers fire on a jump, never
+    because the machine was slow. The adapter arms its timeouts on this clock."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offset = 0.0
+
+    def time(self) -> float:
+        return super().time() + self.offset
+
+
+def run_on_clock(scenario: Awaitable[None]) -> None:
+    """``asyncio.run`` on a :class:`ClockLoop` (Python 3.10 has no ``loop_factory``)."""
+    loop = ClockLoop()
+    try:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(scenario)
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+async def expire_timeouts(task: asyncio.Future[Any]) -> None:
+    """Move the clock past every timer armed so far until ``task`` (the consumer) is done.
+
+    Repeated, because through llm the consumer may still be on its way to the wait that
+    arms the adapter's timer; each jump is far beyond TIMEOUT, so an armed timer fires.
+    """
+    loop = asyncio.get_running_loop()
+    assert isinstance(loop, ClockLoop), "timeout scenarios run on a ClockLoop"
+    deadline = time.monotonic() + BOUND
+    while not task.done():
+        assert time.monotonic() < deadline, "the adapter's timeout did not fire"
+        loop.offset += 2 * TIMEOUT
+        await asyncio.wait({task}, timeout=0.01)
+
+
 class PauseControl:
     """The pauses of one scenario: the model says it arrived, the consumer releases it."""
 
@@ -224,7 +267,8 @@ async def drive(
                     break
                 await stop("cancel")
                 return Result(received, "cancel", pulled_at_stop=pulled())
-            # "timeout": leave the model blocked; the adapter must give up by itself.
+            elif action == "timeout":  # the model stays blocked; the adapter must give up
+                await expire_timeouts(task)
         if task.cancelled():  # interrupted: read on
             continue
         try:
@@ -237,15 +281,6 @@ async def drive(
         except ModelError as error:
             return Result(received, "error", error)
         received.append(chunk)
-
-
-async def eventually(predicate: Callable[[], bool], what: str) -> None:
-    """Bounded polling that keeps the event loop running."""
-    deadline = time.monotonic() + BOUND
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {BOUND}s waiting for {what}")
-        await asyncio.sleep(0.002)
 
 
 @dataclass
@@ -367,7 +402,7 @@ def test_twin_streams_keep_every_chunk_and_close_once(plan: Plan) -> None:
         env.setenv("LLM_ASYNC_BUFFER", str(plan.buffer))
         for name, value in plan.timeout_env().items():
             env.setenv(name, value)
-        asyncio.run(twin_scenario(plan))
+        run_on_clock(twin_scenario(plan))
 
 
 # --------------------------------------------------------------------------- bridge only
@@ -508,4 +543,4 @@ async def bridge_scenario(plan: Plan, plain: bool) -> None:
 @given(plan=plans(stops=("interrupt", "cancel", "timeout")), data=st.data())
 def test_bridge_streams_keep_every_item_and_close_once(plan: Plan, data: st.DataObject) -> None:
     plain = not plan.pauses and plan.ending == "normal" and data.draw(st.booleans())
-    asyncio.run(bridge_scenario(plan, plain))
+    run_on_clock(bridge_scenario(plan, plain))

@@ -21,7 +21,7 @@ import llm
 import pytest
 import torture_models
 from fake_models import Endless, LazyLoad, Raise, ThreadBound, Wait, script
-from helpers import worker_threads
+from helpers import eventually, wait_event, worker_threads
 
 import llm_all_models_async
 from llm_all_models_async import limits, twins
@@ -31,25 +31,10 @@ torture_models.register()
 BOUND = 10.0  # no await in these tests may take longer than this
 
 
-async def eventually(predicate: Callable[[], bool], what: str, timeout: float = BOUND) -> None:
-    """Bounded polling that keeps the event loop running (unlike the blocking ``wait_until``)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.002)
-
-
 async def collect(response: Any, into: list[Any]) -> None:
     """Iterate ``response`` into ``into``, so chunks received before an error stay visible."""
     async for chunk in response:
         into.append(chunk)
-
-
-async def wait_event(event: threading.Event, what: str) -> None:
-    """Await a ``threading.Event`` set by a worker thread, bounded."""
-    if not await asyncio.to_thread(event.wait, BOUND):
-        raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -72,19 +57,20 @@ def gate() -> Iterator[Callable[[], threading.Event]]:
 @pytest.mark.usefixtures("no_leaked_workers")
 async def test_slow_first_chunk_waits_without_a_first_chunk_timeout(monkeypatch, gate):
     # An idle timeout must not apply before the first chunk: only the first-chunk limit does.
-    monkeypatch.setenv("LLM_ASYNC_IDLE_TIMEOUT", "0.05")
+    monkeypatch.setenv("LLM_ASYNC_IDLE_TIMEOUT", "0.2")
     release = gate()
     prompt, run = script(Wait(release), "late", "on time")
     task = asyncio.ensure_future(llm.get_async_model("probe").prompt(prompt).text())
     await wait_event(run.started, "the model to start")
-    done, _ = await asyncio.wait({task}, timeout=0.3)  # six idle timeouts long
-    assert not done, f"the caller gave up on a slow first chunk: {task.exception()!r}"
-    release.set()
+    # The caller waits for the first chunk now. An idle timer armed for that wait is due
+    # before this release (the loop runs timers in deadline order), so it would always win.
+    asyncio.get_running_loop().call_later(1.2, release.set)  # six idle timeouts later
     assert await asyncio.wait_for(task, BOUND) == "lateon time"
     assert run.finally_runs == 1
     assert run.generator_exit == 0
 
 
+@pytest.mark.serial  # asserts a wall-clock bound
 @pytest.mark.usefixtures("no_leaked_workers")
 async def test_first_chunk_timeout_fires_and_closes_the_generator(monkeypatch, gate):
     monkeypatch.setenv("LLM_ASYNC_FIRST_CHUNK_TIMEOUT", "0.1")
@@ -115,7 +101,7 @@ async def test_first_chunk_timeout_fires_and_closes_the_generator(monkeypatch, g
 async def test_first_chunk_clock_starts_with_execute_under_model_affinity(monkeypatch, gate):
     monkeypatch.setenv("LLM_ASYNC_AFFINITY", "model")
     monkeypatch.setenv("LLM_ASYNC_MODEL_CONCURRENCY", "2")
-    monkeypatch.setenv("LLM_ASYNC_FIRST_CHUNK_TIMEOUT", "0.2")
+    monkeypatch.setenv("LLM_ASYNC_FIRST_CHUNK_TIMEOUT", "0.5")
     release = gate()
     first_prompt, first_run = script("a", Wait(release), "b")
     second_prompt, second_run = script("second")
@@ -126,12 +112,14 @@ async def test_first_chunk_clock_starts_with_execute_under_model_affinity(monkey
     second = asyncio.ensure_future(
         llm.get_async_model("probe-dedicated").prompt(second_prompt).text()
     )
-    done, _ = await asyncio.wait({second}, timeout=0.4)  # twice the first-chunk limit
-    release.set()
+    await asyncio.sleep(0)  # the second prompt's first step: a clock started by it is running
+    # A first-chunk clock started by the prompt rather than by execute() is due before this
+    # release (the loop runs timers in deadline order), so it would always fire first.
+    asyncio.get_running_loop().call_later(1.0, release.set)  # twice the first-chunk limit
     try:
-        assert not done, f"timed out before execute() started: {second.exception()!r}"
         assert await asyncio.wait_for(second, BOUND) == "second"
     finally:
+        release.set()
         assert await asyncio.wait_for(first.text(), BOUND) == "ab"
     assert second_run.started.is_set() and first_run.finally_runs == 1
 
@@ -139,6 +127,7 @@ async def test_first_chunk_clock_starts_with_execute_under_model_affinity(monkey
 # --------------------------------------------------------------------------- blocking next()
 
 
+@pytest.mark.serial  # asserts a wall-clock bound
 @pytest.mark.usefixtures("no_leaked_workers")
 async def test_cancel_releases_the_caller_while_next_blocks_in_c_code():
     key, record = torture_models.new_record("read")
@@ -339,6 +328,7 @@ async def test_non_str_chunks_behave_as_on_the_sync_path(odd):
 # --------------------------------------------------------------------------- volume
 
 
+@pytest.mark.serial  # asserts a wall-clock bound
 @pytest.mark.usefixtures("no_leaked_workers")
 @pytest.mark.timeout(30)
 async def test_a_hundred_thousand_tiny_chunks_all_arrive_in_order():

@@ -33,7 +33,9 @@ def _clear_keys(ctx: Context) -> None:
         ctx.monkeypatch.delenv(env_var, raising=False)
     keys = ctx.bench.place.user_dir / "keys.json" if ctx.bench.place else None
     if keys is not None and keys.exists():
+        stored = keys.read_bytes()  # the user's keys copied into the run: back after the clause
         keys.unlink()
+        ctx.request.addfinalizer(lambda: keys.write_bytes(stored))
 
 
 def _key_seen(ctx: Context, **prompt_kwargs: Any) -> Any:

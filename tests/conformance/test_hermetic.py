@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 SUITE = """
 import os
 import socket
+import json
 from pathlib import Path
 
 import pytest
@@ -73,3 +75,48 @@ def test_unknown_fixture_is_reported(run_suite: Any) -> None:
     clause = run.clauses("conformance-good")["hook.twin"]
     assert clause["outcome"] == "error"
     assert "unknown fixture 'no-such-fixture'" in clause["reason"]
+
+
+KEYS_SUITE = """
+import json
+import os
+import json
+from pathlib import Path
+
+import pytest
+from conformance import SyncModelConformance
+
+
+@pytest.fixture(autouse=True)
+def keys_after_each_clause(request):
+    yield
+    path = Path(os.environ["LLM_USER_PATH"]) / "keys.json"
+    with open(os.environ["KEYS_LOG"], "a") as log:
+        kept = path.read_text() if path.exists() else None
+        log.write(json.dumps([request.node.name, os.environ["LLM_USER_PATH"], kept]) + "\\n")
+
+
+class TestCopiedKeys(SyncModelConformance):
+    model_id = "conformance-good"
+"""
+
+
+@pytest.mark.slow
+def test_stored_keys_are_copied_in_and_kept(
+    run_suite: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_env: Path
+) -> None:
+    """`llm keys set` keys reach the run through a copy; the key clauses put the copy back."""
+    outer_keys = isolated_env / "keys.json"
+    outer_keys.write_text('{"conformance-good": "sk-stored-by-the-user"}')
+    log = tmp_path / "keys.log"
+    monkeypatch.setenv("KEYS_LOG", str(log))
+    run = run_suite(KEYS_SUITE, "-k", "test_keys or hook_twin")
+    assert run.with_outcome("conformance-good", "failed", "error") == set(), run.explain(
+        "conformance-good"
+    )
+    seen = [json.loads(line) for line in log.read_text().splitlines()]
+    assert {name for name, _, _ in seen} >= {"test_keys_stored", "test_keys_missing"}
+    for name, user_dir, kept in seen:
+        assert Path(user_dir) != isolated_env, name  # the run's own user dir...
+        assert kept == outer_keys.read_text(), name  # ...with the user's keys after every clause
+    assert outer_keys.read_text() == '{"conformance-good": "sk-stored-by-the-user"}'
