@@ -1,0 +1,143 @@
+"""Regressions of the thread path found by review and by unseen plugins (issue 9, defects 1-8).
+
+Each test states the behaviour a user relies on; each failed before its fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import llm
+import pytest
+from fake_models import script
+from helpers import wait_until
+
+from llm_all_models_async import ResponseTimeoutError, limits, workers
+from llm_all_models_async.bridge import Deadlines, open_stream
+
+# Not for the dedicated-thread tests: a model's dedicated thread lives as long as the process.
+no_leaked_workers = pytest.mark.usefixtures("no_leaked_workers")
+
+
+async def until(predicate: Any, what: str, timeout: float = 10.0) -> None:
+    """Bounded polling that lets the event loop run meanwhile."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        await asyncio.sleep(0.005)
+
+
+# -- 1. LLM_ASYNC_TIMEOUT holds while the consumer is slower than the model ---------------
+
+
+@no_leaked_workers
+async def test_response_timeout_fires_while_chunks_are_buffered():
+    """A consumer slower than the model finds a chunk buffered every time it asks; the
+    response timeout must still end the stream rather than hand over chunk after chunk."""
+    limit = 0.2
+    allowed = threading.Semaphore(1)
+    pulled = []
+
+    def model() -> Iterator[str]:
+        while True:
+            allowed.acquire()
+            pulled.append(1)
+            yield "x"
+
+    stream = open_stream(
+        "slow-consumer",
+        model,
+        capacity=8,
+        deadlines=Deadlines(timeout=limit),
+        started_at=time.monotonic(),
+        submit=lambda job: threading.Thread(target=job, name="llm-async:slow", daemon=True).start(),
+        on_exit=lambda: None,
+    )
+    assert await stream.next_batch() == ["x"]
+    allowed.release()
+    wait_until(lambda: len(stream.channel.items) == 1, what="the next chunk to be buffered")
+    wait_until(lambda: time.monotonic() - stream._started_at > limit, what="the deadline")
+    with pytest.raises(ResponseTimeoutError):
+        await stream.next_batch()
+    stream.stop()
+    allowed.release()
+    wait_until(stream.channel.closed.is_set, what="the generator to close")
+
+
+# -- 4. the worker closes the iterator it advanced -----------------------------------------
+
+
+class _IterableResult:
+    """What some plugins return from ``execute()``: an iterable, not the generator itself."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+
+    def __iter__(self) -> Iterator[str]:
+        return self._generate()
+
+    def _generate(self) -> Iterator[str]:
+        try:
+            while True:
+                yield "x"
+        finally:
+            self.events.append("model finally on " + threading.current_thread().name)
+
+    def close(self) -> None:  # closes something of its own, not the generator
+        self.events.append("wrapper closed")
+
+
+@no_leaked_workers
+async def test_generator_of_an_iterable_result_closes_before_the_slot_is_freed():
+    events: list[str] = []
+    stream = open_stream(
+        "iterable-result",
+        lambda: _IterableResult(events),
+        capacity=2,
+        deadlines=Deadlines(),
+        started_at=time.monotonic(),
+        submit=lambda job: threading.Thread(target=job, name="llm-async:it", daemon=True).start(),
+        on_exit=lambda: events.append("slot released"),
+    )
+    assert await stream.next_batch()
+    stream.stop()
+    wait_until(lambda: "slot released" in events, what="the slot to be released")
+    assert events[0] == "model finally on llm-async:it"
+    assert events.index("model finally on llm-async:it") < events.index("slot released")
+
+
+# -- 5. a dedicated thread that cannot start frees the slots -------------------------------
+
+
+async def test_dedicated_thread_start_failure_frees_the_slots(monkeypatch):
+    monkeypatch.setenv("LLM_ASYNC_AFFINITY", "model")
+    monkeypatch.setattr(workers, "_dedicated", {})
+    real_start = threading.Thread.start
+
+    def start(self: threading.Thread) -> None:
+        if self.name.startswith(workers.THREAD_PREFIX):
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    twin = llm.get_async_model("probe")
+    model_slots = limits.model_limiter(limits_key(twin), 1)
+    threads_before = limits.global_threads.in_use
+    prompt, _run = script("a")
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        await twin.prompt(prompt).text()
+    assert model_slots.in_use == 0
+    assert limits.global_threads.in_use == threads_before
+    monkeypatch.undo()
+    prompt, _run = script("works again")
+    assert await llm.get_async_model("probe").prompt(prompt).text() == "works again"
+
+
+def limits_key(twin: Any) -> tuple[str, str, str]:
+    from llm_all_models_async.identity import model_key
+
+    return model_key(twin.sync_model)
