@@ -68,6 +68,36 @@ async def test_response_timeout_fires_while_chunks_are_buffered():
     wait_until(stream.channel.closed.is_set, what="the generator to close")
 
 
+# -- 2. SlotLimiter survives a clean-up that re-enters it on the same thread ----------------
+
+
+def test_limiter_cleanup_reentering_from_the_thread_holding_the_lock():
+    limiter = limits.SlotLimiter("reentry", limit=1)
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(limiter.acquire())  # the only slot
+    waiting = limiter.acquire()
+    task = loop.create_task(waiting)
+    loop.run_until_complete(asyncio.sleep(0))  # the waiter is now in line
+    assert limiter.waiting == 1
+    loop.close()  # its loop goes away with the waiter still in line
+    task._log_destroy_pending = False  # type: ignore[attr-defined]  # abandoned on purpose
+
+    def collected_while_locked() -> None:
+        # What a garbage collection does when it frees the abandoned coroutine while this
+        # thread is inside a locked section of the limiter.
+        with limiter._lock:
+            waiting.close()
+
+    thread = threading.Thread(target=collected_while_locked, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "the clean-up deadlocked on the limiter's own lock"
+    assert limiter.waiting == 0
+    limiter.release()
+    assert limiter.in_use == 0
+    del task
+
+
 # -- 4. the worker closes the iterator it advanced -----------------------------------------
 
 
