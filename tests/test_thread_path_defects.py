@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -96,6 +97,53 @@ def test_limiter_cleanup_reentering_from_the_thread_holding_the_lock():
     limiter.release()
     assert limiter.in_use == 0
     del task
+
+
+# -- 3. a dedicated thread keeps nothing of a finished job ---------------------------------
+
+
+class _Payload:
+    """Stands for what a job holds: the prompt, attachments, the copied context."""
+
+
+def test_dedicated_thread_drops_a_finished_job():
+    payload = _Payload()
+    alive = weakref.ref(payload)
+    done = threading.Event()
+
+    def job(held: Any = payload) -> None:
+        done.set()
+
+    worker = workers.DedicatedThread("drop-finished-job")
+    worker.submit(job)
+    del job, payload
+    assert done.wait(10)
+    wait_until(lambda: alive() is None, timeout=5, what="the finished job to be freed")
+
+
+@no_leaked_workers
+def test_pooled_thread_drops_a_finished_job():
+    payload = _Payload()
+    alive = weakref.ref(payload)
+    done = threading.Event()
+
+    def job(held: Any = payload) -> None:
+        done.set()
+
+    workers.start_thread("drop-finished-job", job)
+    del job, payload
+    assert done.wait(10)
+    wait_until(lambda: alive() is None, timeout=5, what="the finished job to be freed")
+
+
+async def test_affinity_model_frees_the_prompt_after_the_stream(monkeypatch):
+    monkeypatch.setenv("LLM_ASYNC_AFFINITY", "model")
+    prompt, _run = script("a", "b")
+    response = llm.get_async_model("probe").prompt(prompt)
+    assert await response.text() == "ab"
+    alive = weakref.ref(response.prompt)
+    del response
+    wait_until(lambda: alive() is None, timeout=5, what="the finished prompt to be freed")
 
 
 # -- 4. the worker closes the iterator it advanced -----------------------------------------
