@@ -14,11 +14,14 @@ The contract, stated once:
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Protocol
 
 
 class _Stoppable(Protocol):
     stopped: bool
+
+    def on_stop(self, callback: Callable[[], object]) -> Callable[[], None]: ...
 
 
 _current = threading.local()
@@ -37,3 +40,19 @@ def cancelled() -> bool:
 def bind(channel: _Stoppable | None) -> None:
     """Make ``channel`` the one :func:`cancelled` reports on for the calling thread."""
     _current.channel = channel
+
+
+def on_stop(callback: Callable[[], object]) -> Callable[[], None]:
+    """Call ``callback`` once the stream served by this thread is stopped (at once if it is).
+
+    Returns a function that unregisters it.  Outside a worker thread nothing is registered:
+    there is no stream to stop.
+    """
+    channel: _Stoppable | None = getattr(_current, "channel", None)
+    if channel is None:
+        return _nothing
+    return channel.on_stop(callback)
+
+
+def _nothing() -> None:
+    return None

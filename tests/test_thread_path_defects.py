@@ -6,6 +6,7 @@ Each test states the behaviour a user relies on; each failed before its fix.
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 import weakref
@@ -219,3 +220,77 @@ def limits_key(twin: Any) -> tuple[str, str, str]:
     from llm_all_models_async.identity import model_key
 
     return model_key(twin.sync_model)
+
+
+# -- 6. execute_tool_call from a sync execute() notices a stop -----------------------------
+
+pytest_tools = pytest.mark.skipif(
+    not hasattr(llm.AsyncResponse, "execute_tool_call"),
+    reason="AsyncResponse.execute_tool_call exists from llm 0.32; install llm>=0.32 to run",
+)
+
+
+@no_leaked_workers
+@pytest_tools
+async def test_blocked_tool_call_ends_when_the_consumer_cancels():
+    from fake_models import ToolRunner
+
+    entered = asyncio.Event()
+    never = asyncio.Event()
+
+    async def stuck_tool(x: int) -> str:
+        "A tool that never returns."
+        entered.set()
+        await never.wait()
+        return "unreachable"
+
+    ToolRunner.outcomes = []
+    response = llm.get_async_model("tool-runner").prompt("go", tools=[stuck_tool])
+    task = asyncio.ensure_future(response.text())
+    await asyncio.wait_for(entered.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # The worker must leave the wait (and the model its execute()) without the tool.
+    await until(lambda: bool(ToolRunner.outcomes), what="the tool call to end")
+    assert ToolRunner.outcomes == ["StreamStopped"]
+
+
+# -- 8. response writes during/after the last chunk behave as on the sync path -------------
+
+
+def _logged(response: llm.Response) -> tuple[str, str | None]:
+    """What ``llm logs`` records of the model for ``response`` (``log_to_db`` reads these)."""
+    return (response.model.model_id, response.resolved_model)
+
+
+@no_leaked_workers
+async def test_model_and_resolved_model_writes_log_as_on_the_sync_path():
+    from fake_models import Rerouting
+
+    Rerouting.seen = []
+    sync_response = llm.get_model("rerouting").prompt("x")
+    assert sync_response.text() == "routed"
+    async_response = llm.get_async_model("rerouting").prompt("x")
+    assert await async_response.text() == "routed"
+    sync_seen, async_seen = Rerouting.seen
+    assert async_seen == sync_seen  # what the plugin reads back after writing
+    logged_sync = _logged(sync_response)
+    logged_async = _logged(await async_response.to_sync_response())
+    assert logged_async == logged_sync == ("rerouting-target", "rerouting-resolved")
+    assert isinstance(async_response.model, llm.AsyncModel)
+
+
+@no_leaked_workers
+async def test_writes_after_the_response_was_dropped_never_raise_into_the_model():
+    from fake_models import Rerouting
+
+    Rerouting.late_errors = []
+    Rerouting.closed = threading.Event()
+    response = llm.get_async_model("rerouting").prompt("late")
+    iterator = response.__aiter__()
+    assert await iterator.__anext__() == "first"
+    del iterator, response
+    gc.collect()
+    await until(Rerouting.closed.is_set, what="the model's finally to run")
+    assert Rerouting.late_errors == []
