@@ -256,6 +256,21 @@ async def test_blocked_tool_call_ends_when_the_consumer_cancels():
     assert ToolRunner.outcomes == ["StreamStopped"]
 
 
+# -- 7. a key set on the twin reaches a plain Model that resolves its key itself ------------
+
+
+@no_leaked_workers
+async def test_key_set_on_twin_reaches_a_model_calling_get_key():
+    sync = llm.get_model("self-keyed")
+    sync.key = "from-model"
+    assert sync.prompt("x").text() == "key=from-model"
+    twin = llm.get_async_model("self-keyed")
+    twin.key = "from-twin"
+    assert await twin.prompt("x").text() == "key=from-twin"
+    # The sync instance, which other prompts may share, keeps its own key.
+    assert twin.sync_model.key is None
+
+
 # -- 8. response writes during/after the last chunk behave as on the sync path -------------
 
 
