@@ -91,9 +91,15 @@ SPECS: dict[str, Spec] = {
             _parse_affinity,
             "any",
             True,
-            "'model' runs each model on one dedicated long-lived thread",
+            "`model`: one dedicated long-lived thread per model",
         ),
-        Spec("timeout", _parse_seconds, None, True, "seconds for the whole response"),
+        Spec(
+            "timeout",
+            _parse_seconds,
+            None,
+            True,
+            "seconds for the whole response, queueing included",
+        ),
         Spec(
             "first_chunk_timeout",
             _parse_seconds,
@@ -101,7 +107,13 @@ SPECS: dict[str, Spec] = {
             True,
             "seconds from the start of execution to the first chunk",
         ),
-        Spec("idle_timeout", _parse_seconds, None, True, "seconds allowed between two chunks"),
+        Spec(
+            "idle_timeout",
+            _parse_seconds,
+            None,
+            True,
+            "seconds the consumer may wait for each later chunk",
+        ),
         Spec(
             "queue_timeout", _parse_seconds, None, True, "seconds a prompt may wait for a free slot"
         ),
@@ -120,7 +132,7 @@ SPECS: dict[str, Spec] = {
             _parse_seconds,
             30.0,
             False,
-            "seconds after a cancel before a still-busy worker is logged as stuck",
+            "seconds after a cancel before a still-busy worker is logged",
         ),
     )
 }
@@ -291,3 +303,6 @@ def is_excluded(names: Iterable[str], patterns: Iterable[str]) -> bool:
     """True when any of a model's id or aliases matches any pattern (case-insensitive)."""
     names = [n.lower() for n in names]
     return any(fnmatch.fnmatchcase(n, p.lower()) for p in patterns for n in names)
+
+
+EXCLUDE_HELP = "comma-separated model ids or aliases, shell globs allowed, that get no twin"
