@@ -141,10 +141,11 @@ Waker = tuple["asyncio.Future[None]", asyncio.AbstractEventLoop]
 class Channel:
     """State shared by the worker and the consumer; it references neither of them.
 
-    Every locked transition is a method here: the worker hands over an item with :meth:`put`
+    Every transition is a method here: the worker hands over an item with :meth:`put`
     (which also waits for room), the consumer takes a batch or registers its waiter with
-    :meth:`take`.  The consumer's loop is woken *after* the lock is released, so the woken
-    loop never blocks on a lock the worker still holds.
+    :meth:`take`.  ``put`` takes the lock only to claim a waiting consumer's waiter, and wakes
+    the consumer's loop *after* releasing it, so the woken loop never blocks on a lock the
+    worker still holds.
     """
 
     def __init__(
@@ -184,21 +185,31 @@ class Channel:
         """Every buffered item, or (none buffered) a future the worker resolves on its next
         hand-over.  Raises the stream's error, or ``StopAsyncIteration`` at the end."""
         with self.lock:
-            self.in_hand = 0  # the previous batch has been consumed
+            items = self.items
             if self.producer_waiting:
-                self.room.notify()
-            if self.items:
-                batch = list(self.items)
-                self.items.clear()
-                self.in_hand = len(batch)
-                return batch
+                self.room.notify()  # the previous batch has been consumed
+            if items:
+                return self._batch_locked()
+            self.in_hand = 0
             if self.finished or self.stopped:
                 if self.error is not None:
                     raise self.error
                 raise StopAsyncIteration
             waiter: asyncio.Future[None] = loop.create_future()
             self.waiter, self.waiter_loop = waiter, loop
+            if items:  # appended after the check above, maybe before the worker saw the waiter
+                self.waiter = self.waiter_loop = None
+                return self._batch_locked()
             return waiter
+
+    def _batch_locked(self) -> list[Any]:
+        # ``in_hand`` first: a worker reading len(items), then in_hand, without the lock
+        # never counts fewer items ahead than there are.
+        items = self.items
+        count = len(items)
+        self.in_hand = count
+        popleft = items.popleft
+        return [popleft() for _ in range(count)]
 
     def forget(self, waiter: asyncio.Future[None]) -> None:
         """Withdraw a waiter the consumer stopped waiting on (timeout or cancel)."""
@@ -254,19 +265,23 @@ class Channel:
         Returns how many earlier items the consumer had not taken yet (0: it keeps up), or
         :data:`STOPPED` when the stream was stopped (the item is dropped; pull no more).
         """
-        with self.lock:
-            if self.stopped:
-                self.pulled_after_stop += 1
-                return STOPPED
-            untaken = len(self.items)
-            self.items.append(item)
-            ahead = untaken + 1 + self.in_hand
-            if ahead > self.high_water:
-                self.high_water = ahead
-            waker = self._claim_waiter_locked()
-            full = ahead >= self.capacity
-        self._wake(waker)
-        if full and not self.wait_for_room():
+        # The hot path of every stream, without the lock: deque appends are thread-safe, and
+        # the consumer registers its waiter, then looks at the items again (see take()), so
+        # either it sees this item or this thread sees its waiter.
+        if self.stopped:
+            self.pulled_after_stop += 1
+            return STOPPED
+        items = self.items
+        untaken = len(items)
+        items.append(item)
+        if self.waiter is not None:
+            with self.lock:
+                waker = self._claim_waiter_locked()
+            self._wake(waker)
+        ahead = len(items) + self.in_hand  # in this order: never an undercount (see take)
+        if ahead > self.high_water:
+            self.high_water = ahead
+        if ahead >= self.capacity and not self.wait_for_room():
             return STOPPED
         return untaken
 
@@ -474,10 +489,12 @@ class ThreadStream:
         """
         channel = self._channel
         loop = asyncio.get_running_loop()
+        timed = self._deadlines.timeout is not None
         while True:
-            overdue = self._limit("handover")
-            if overdue is not None and overdue.remaining <= 0:
-                raise overdue.error
+            if timed:
+                overdue = self._limit("handover")
+                if overdue is not None and overdue.remaining <= 0:
+                    raise overdue.error
             got = channel.take(loop)
             if isinstance(got, list):
                 self._received_batches += 1
