@@ -155,7 +155,9 @@ def summarize(results: list[JobResult], cfg: Config) -> dict[str, Any]:
     rows = []
     for name in MODELS:
         sync = find(results, name, "sync")
+        v01 = find(results, name, "v0.1")
         base = sync.values("tokens_per_s") if sync else []
+        base_v01 = v01.values("tokens_per_s") if v01 else []
         for contender in CONTENDERS:
             result = find(results, name, contender)
             if result is None or not result.samples:
@@ -169,6 +171,7 @@ def summarize(results: list[JobResult], cfg: Config) -> dict[str, Any]:
                     "tokens": result.samples[-1]["tokens"],
                     "first_token_ms": spread(result.values("first_token_ms"))["median"],
                     "vs_sync": paired_ratio(result.values("tokens_per_s"), base),
+                    "vs_v01": paired_ratio(result.values("tokens_per_s"), base_v01),
                 }
             )
     return {"rows": rows, "notes": {n: s["note"] for n, s in MODELS.items()}}
