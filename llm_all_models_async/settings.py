@@ -247,6 +247,32 @@ def parse_value(name: str, value: Any, *, where: str) -> Any:
 _resolved_lock = threading.Lock()
 _resolved: dict[tuple[Any, ...], Settings] = {}
 
+# resolve() runs once per prompt, on the way to its first chunk: what it recomputes every time
+# is kept small.  llm.user_dir() depends only on LLM_USER_PATH (else a fixed directory) but
+# creates the directory on every call, and each Spec builds its variable name on every read.
+_paths: dict[str | None, Path] = {}
+_env_var_names: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _settings_path_now() -> Path:
+    """:func:`settings_path`, remembered per value of ``LLM_USER_PATH``."""
+    user_path = os.environ.get("LLM_USER_PATH")
+    path = _paths.get(user_path)
+    if path is None:
+        if len(_paths) > 64:
+            _paths.clear()
+        path = _paths[user_path] = settings_path()
+    return path
+
+
+def _env_vars() -> tuple[str, ...]:
+    """The ``LLM_ASYNC_*`` variable of every setting, in :data:`SPECS` order."""
+    names = tuple(SPECS)
+    env_vars = _env_var_names.get(names)
+    if env_vars is None:
+        env_vars = _env_var_names[names] = tuple(spec.env_var for spec in SPECS.values())
+    return env_vars
+
 
 def resolve(model_id: str, environ: Mapping[str, str] | None = None) -> Settings:
     """Effective settings of ``model_id``: environment over the file over defaults.
@@ -255,9 +281,9 @@ def resolve(model_id: str, environ: Mapping[str, str] | None = None) -> Settings
     it runs once per prompt.
     """
     environ = os.environ if environ is None else environ
-    path = settings_path()
+    path = _settings_path_now()
     content = _file_bytes(path)
-    env_values = tuple(environ.get(spec.env_var) for spec in SPECS.values())
+    env_values = tuple(map(environ.get, _env_vars()))
     key = (model_id, str(path), content, env_values)
     with _resolved_lock:
         cached = _resolved.get(key)
