@@ -53,6 +53,7 @@ def measure(contender: str, params: dict[str, Any]) -> Any:
     options = {k: v for k, v in params.items() if k != "chunks"}
     chunks = int(params["chunks"])
     if contender == "sync":
+        cpu = time.process_time()
         start = time.perf_counter()
         first = None
         count = 0
@@ -60,11 +61,12 @@ def measure(contender: str, params: dict[str, Any]) -> Any:
             if first is None:
                 first = time.perf_counter() - start
             count += 1
-        return _sample(count, time.perf_counter() - start, first, chunks)
+        return _sample(count, time.perf_counter() - start, first, chunks, cpu)
     return _measure_async(model, chunks, options)
 
 
 async def _measure_async(model: Any, chunks: int, options: dict[str, Any]) -> dict[str, Any]:
+    cpu = time.process_time()
     start = time.perf_counter()
     first = None
     count = 0
@@ -72,13 +74,19 @@ async def _measure_async(model: Any, chunks: int, options: dict[str, Any]) -> di
         if first is None:
             first = time.perf_counter() - start
         count += 1
-    return _sample(count, time.perf_counter() - start, first, chunks)
+    return _sample(count, time.perf_counter() - start, first, chunks, cpu)
 
 
-def _sample(count: int, seconds: float, first: float | None, expected: int) -> dict[str, Any]:
+def _sample(
+    count: int, seconds: float, first: float | None, expected: int, cpu_start: float
+) -> dict[str, Any]:
     if count != expected:
         raise AssertionError(f"expected {expected} tokens, got {count}")
     return {
+        # CPU time of the whole process (every thread) per token: unlike tokens/s it hardly
+        # depends on what else the machine runs, so it shows the adapter's cost when the
+        # machine is busy.
+        "cpu_ms_per_token": (time.process_time() - cpu_start) / count * 1000,
         "tokens": count,
         "seconds": seconds,
         "tokens_per_s": count / seconds,
@@ -105,6 +113,11 @@ def summarize(results: list[JobResult], cfg: Config) -> dict[str, Any]:
                     "contender": contender,
                     "tokens_per_s": spread(mine),
                     "ms_per_token": spread(result.values("ms_per_token"))["median"],
+                    "cpu_ms_per_token": spread(result.values("cpu_ms_per_token"))["median"],
+                    "cpu_vs_sync": paired_ratio(
+                        sync.values("cpu_ms_per_token") if sync else [],
+                        result.values("cpu_ms_per_token"),
+                    ),
                     "vs_sync": paired_ratio(mine, base),
                     "vs_v01": paired_ratio(mine, base_v01),
                 }
@@ -120,10 +133,13 @@ def markdown(summary: dict[str, Any]) -> list[str]:
     lines = [
         f"Tokens per second over {summary['tokens']} tokens per reply (min{DASH}max of repeats "
         'in brackets); "vs sync" and "vs 0.1" are medians of per-round ratios (contenders '
-        "alternate within each round).",
+        "alternate within each round). CPU ms/token is the process's CPU time (all threads) "
+        'per token; "CPU: sync / this" above 1 means this contender spends less CPU per token '
+        "than llm's sync path (a figure that holds on a busy machine, where tokens/s does not).",
         "",
-        "| shape | contender | tokens/s | ms/token | vs sync | vs 0.1 |",
-        "|---|---|---:|---:|---:|---:|",
+        "| shape | contender | tokens/s | ms/token | vs sync | vs 0.1 | CPU ms/token | "
+        "CPU: sync / this |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in summary["rows"]:
         tps = row["tokens_per_s"]
@@ -131,7 +147,8 @@ def markdown(summary: dict[str, Any]) -> list[str]:
             f"| {row['shape']} | {row['contender']} | "
             f"{fmt(tps['median'])} [{fmt(tps['min'])}{DASH}{fmt(tps['max'])}] | "
             f"{fmt(row['ms_per_token'], 3)} | {fmt(row['vs_sync'], 3, TIMES)} | "
-            f"{fmt(row['vs_v01'], 3, TIMES)} |"
+            f"{fmt(row['vs_v01'], 3, TIMES)} | {fmt(row['cpu_ms_per_token'], 3)} | "
+            f"{fmt(row['cpu_vs_sync'], 3, TIMES)} |"
         )
     lines += [""] + [f"- {shape}: {note}." for shape, note in summary["notes"].items()]
     return lines
