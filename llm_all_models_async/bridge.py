@@ -463,6 +463,11 @@ class ThreadStream:
         self._deadlines = deadlines
         self._started_at = started_at
         self._received_batches = 0
+        self._unbounded = (
+            deadlines.timeout is None
+            and deadlines.first_chunk_timeout is None
+            and deadlines.idle_timeout is None
+        )
         self._pending: collections.deque[Any] = collections.deque()
         # Dropped without stop() (e.g. the event loop went away): stop anyway.
         self._finalizer = weakref.finalize(self, channel.stop)
@@ -505,9 +510,12 @@ class ThreadStream:
             if isinstance(got, list):
                 self._received_batches += 1
                 return got
-            phase: Phase = "later" if self._received_batches else "first"
             try:
-                await wait_within(got, self._limit(phase))
+                if self._unbounded:  # the common case: no limit to compute per wait
+                    await got
+                else:
+                    phase: Phase = "later" if self._received_batches else "first"
+                    await wait_within(got, self._limit(phase))
             except BaseException:
                 channel.forget(got)
                 raise
