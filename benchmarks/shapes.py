@@ -13,6 +13,7 @@ number of steps, not a calibrated time, so the 0.1 environment does the same wor
 
 from __future__ import annotations
 
+import resource
 import time
 from typing import Any
 
@@ -53,7 +54,7 @@ def measure(contender: str, params: dict[str, Any]) -> Any:
     options = {k: v for k, v in params.items() if k != "chunks"}
     chunks = int(params["chunks"])
     if contender == "sync":
-        cpu = time.process_time()
+        cpu = _cpu_now()
         start = time.perf_counter()
         first = None
         count = 0
@@ -66,7 +67,7 @@ def measure(contender: str, params: dict[str, Any]) -> Any:
 
 
 async def _measure_async(model: Any, chunks: int, options: dict[str, Any]) -> dict[str, Any]:
-    cpu = time.process_time()
+    cpu = _cpu_now()
     start = time.perf_counter()
     first = None
     count = 0
@@ -77,16 +78,24 @@ async def _measure_async(model: Any, chunks: int, options: dict[str, Any]) -> di
     return _sample(count, time.perf_counter() - start, first, chunks, cpu)
 
 
+def _cpu_now() -> tuple[float, int]:
+    """CPU time of the whole process (every thread) and its voluntary context switches."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return time.process_time(), usage.ru_nvcsw
+
+
 def _sample(
-    count: int, seconds: float, first: float | None, expected: int, cpu_start: float
+    count: int, seconds: float, first: float | None, expected: int, cpu_start: tuple[float, int]
 ) -> dict[str, Any]:
     if count != expected:
         raise AssertionError(f"expected {expected} tokens, got {count}")
+    cpu, switches = _cpu_now()
     return {
-        # CPU time of the whole process (every thread) per token: unlike tokens/s it hardly
-        # depends on what else the machine runs, so it shows the adapter's cost when the
-        # machine is busy.
-        "cpu_ms_per_token": (time.process_time() - cpu_start) / count * 1000,
+        # Per token, CPU time and the times a thread of this process blocked (GIL, lock or
+        # select hand-overs): unlike tokens/s they hardly depend on what else the machine
+        # runs, so they show the adapter's cost when the machine is busy.
+        "cpu_ms_per_token": (cpu - cpu_start[0]) / count * 1000,
+        "switches_per_token": (switches - cpu_start[1]) / count,
         "tokens": count,
         "seconds": seconds,
         "tokens_per_s": count / seconds,
@@ -114,6 +123,7 @@ def summarize(results: list[JobResult], cfg: Config) -> dict[str, Any]:
                     "tokens_per_s": spread(mine),
                     "ms_per_token": spread(result.values("ms_per_token"))["median"],
                     "cpu_ms_per_token": spread(result.values("cpu_ms_per_token"))["median"],
+                    "switches_per_token": spread(result.values("switches_per_token"))["median"],
                     "cpu_vs_sync": paired_ratio(
                         sync.values("cpu_ms_per_token") if sync else [],
                         result.values("cpu_ms_per_token"),
@@ -135,11 +145,12 @@ def markdown(summary: dict[str, Any]) -> list[str]:
         'in brackets); "vs sync" and "vs 0.1" are medians of per-round ratios (contenders '
         "alternate within each round). CPU ms/token is the process's CPU time (all threads) "
         'per token; "CPU: sync / this" above 1 means this contender spends less CPU per token '
-        "than llm's sync path (a figure that holds on a busy machine, where tokens/s does not).",
+        "than llm's sync path (a figure that holds on a busy machine, where tokens/s does not); "
+        "blocking switches are the voluntary context switches of the process per token.",
         "",
         "| shape | contender | tokens/s | ms/token | vs sync | vs 0.1 | CPU ms/token | "
-        "CPU: sync / this |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "CPU: sync / this | blocking switches/token |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in summary["rows"]:
         tps = row["tokens_per_s"]
@@ -148,7 +159,7 @@ def markdown(summary: dict[str, Any]) -> list[str]:
             f"{fmt(tps['median'])} [{fmt(tps['min'])}{DASH}{fmt(tps['max'])}] | "
             f"{fmt(row['ms_per_token'], 3)} | {fmt(row['vs_sync'], 3, TIMES)} | "
             f"{fmt(row['vs_v01'], 3, TIMES)} | {fmt(row['cpu_ms_per_token'], 3)} | "
-            f"{fmt(row['cpu_vs_sync'], 3, TIMES)} |"
+            f"{fmt(row['cpu_vs_sync'], 3, TIMES)} | {fmt(row['switches_per_token'], 2)} |"
         )
     lines += [""] + [f"- {shape}: {note}." for shape, note in summary["notes"].items()]
     return lines
