@@ -1,4 +1,4 @@
-"""Inline tox plugin: turn conformance/matrix.toml into tox environments such as llm036-markov.
+"""Inline tox plugin: turn matrix/matrix.toml into tox environments such as llm036-markov.
 
 Each cell x llm version of the matrix becomes one environment. Its settings come from the
 ``[cell]`` (suite runs) or ``[legacy]`` (llm older than the adapter supports) section of
@@ -26,14 +26,14 @@ if TYPE_CHECKING:
     from tox.session.state import State
 
 ROOT = Path(__file__).resolve().parent
-CONFORMANCE = ROOT / "conformance"
-MATRIX_MODULE = CONFORMANCE / "matrix.py"
-MATRIX_FILE = CONFORMANCE / "matrix.toml"
+MATRIX_DIR = ROOT / "matrix"
+MATRIX_MODULE = MATRIX_DIR / "cells.py"
+MATRIX_FILE = MATRIX_DIR / "matrix.toml"
 
 
 @cache
 def _matrix_module() -> ModuleType:
-    """conformance/matrix.py, loaded by path: tox's own environment lacks the project."""
+    """matrix/cells.py, loaded by path: tox's own environment lacks the project."""
     spec = importlib.util.spec_from_file_location("_tox_conformance_matrix", MATRIX_MODULE)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

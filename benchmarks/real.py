@@ -90,7 +90,7 @@ def _fixture_env(stack: contextlib.ExitStack, spec: dict[str, Any]) -> dict[str,
     if spec["fixture"] is None:
         user_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-real-")))
         return {"LLM_USER_PATH": str(user_dir)}
-    from conformance.fixtures import FIXTURES, FixtureContext
+    from matrix.fixtures import FIXTURES, FixtureContext
 
     root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-real-")))
     ctx = FixtureContext(user_dir=root / "user", work_dir=root / "work")

@@ -1,10 +1,16 @@
-"""The hermetic environment: temporary llm user dir, home and work dir, fixtures, settings file."""
+"""The hermetic environment: temporary llm user dir, home and work dir, fixtures, settings file.
+
+A fixture is a context manager factory ``fixture(FixtureContext) -> ContextManager[dict]``: it
+writes what a model needs into the temporary user dir (files, stub servers) and yields extra
+environment variables. The suite ships no fixtures of its own; the repository's matrix
+(``matrix/fixtures``) registers its fixtures by name through ``matrix.pytest_cells``.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +18,22 @@ from typing import Any
 import pytest
 
 ADAPTER_SETTINGS_FILE = "llm-all-models-async.json"
+
+
+@dataclass(frozen=True)
+class FixtureContext:
+    """Where a fixture may write: llm's user directory and a scratch directory."""
+
+    user_dir: Path
+    work_dir: Path
+
+    def prepare(self) -> None:
+        """Create both directories."""
+        self.user_dir.mkdir(parents=True, exist_ok=True)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+
+
+Fixture = Callable[[FixtureContext], AbstractContextManager[Mapping[str, str] | None]]
 
 
 @dataclass
@@ -31,28 +53,14 @@ class Hermetic:
         return path
 
 
-def _fixture_factories(names: list[str]) -> list[tuple[str, Any]]:
-    if not names:
-        return []
-    try:
-        from conformance.fixtures import FIXTURES
-    except ImportError as error:
-        raise RuntimeError(
-            f"fixtures {names} were requested but conformance.fixtures cannot be imported: {error}"
-        ) from error
-    factories = []
-    for name in names:
-        if name not in FIXTURES:
-            raise RuntimeError(
-                f"unknown fixture {name!r}; known fixtures: {', '.join(sorted(FIXTURES))}"
-            )
-        factories.append((name, FIXTURES[name]))
-    return factories
-
-
 @contextmanager
-def hermetic(root: Path, *, env: Mapping[str, str], fixtures: list[str]) -> Iterator[Hermetic]:
-    """Enter the environment: everything is undone (servers stopped) on exit."""
+def hermetic(
+    root: Path, *, env: Mapping[str, str], fixtures: Sequence[tuple[str, Fixture]]
+) -> Iterator[Hermetic]:
+    """Enter the environment: everything is undone (servers stopped) on exit.
+
+    ``fixtures`` are (name, factory) pairs, set up in order after the environment variables.
+    """
     patch = pytest.MonkeyPatch()
     stack = ExitStack()
     place = Hermetic(root, root / "llm-user", root / "work", root / "home")
@@ -70,15 +78,11 @@ def hermetic(root: Path, *, env: Mapping[str, str], fixtures: list[str]) -> Iter
             patch.setenv(key, str(value))
             place.env[key] = str(value)
         patch.chdir(place.work_dir)
-        factories = _fixture_factories(list(fixtures))
-        if factories:
-            from conformance.fixtures import FixtureContext
-
-            for _name, factory in factories:
-                extra = stack.enter_context(factory(FixtureContext(place.user_dir, place.work_dir)))
-                for key, value in (extra or {}).items():
-                    patch.setenv(key, str(value))
-                    place.env[key] = str(value)
+        for _name, factory in fixtures:
+            extra = stack.enter_context(factory(FixtureContext(place.user_dir, place.work_dir)))
+            for key, value in (extra or {}).items():
+                patch.setenv(key, str(value))
+                place.env[key] = str(value)
         yield place
     finally:
         try:

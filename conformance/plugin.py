@@ -31,22 +31,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="model id (or alias) to check with `pytest --pyargs conformance`",
     )
     group.addoption(
-        "--llm-cell",
-        dest=runconfig.OPT_CELL,
-        metavar="NAME",
-        help="take model, fixtures, samples, capabilities and expected failures "
-        "from this cell of conformance/matrix.toml",
-    )
-    group.addoption(
-        "--llm-fixture",
-        dest=runconfig.OPT_FIXTURE,
-        metavar="NAME",
-        action="append",
-        default=[],
-        help="set up conformance.fixtures.FIXTURES[NAME] in the temporary user "
-        "dir before the model is looked up (repeatable)",
-    )
-    group.addoption(
         "--llm-report-json",
         dest=runconfig.OPT_REPORT,
         metavar="PATH",

@@ -1,12 +1,20 @@
-"""What one test class runs against: model id, matrix cell, fixtures and env."""
+"""What one test class runs against: model id, matrix cell, fixtures and env.
+
+A matrix cell and named fixtures come from the repository's own pytest plugin
+(``-p matrix.pytest_cells``), which puts a cell loader and a fixture registry in the config's
+stash; without it, fixtures are the test class's own factories.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from .hermetic import Fixture
 
 OPT_MODEL = "llm_model"
 OPT_CELL = "llm_cell"
@@ -14,26 +22,46 @@ OPT_FIXTURE = "llm_fixture"
 OPT_REPORT = "llm_report_json"
 OPT_EXPECTED = "llm_expected_failures"
 
+CELL_LOADER = pytest.StashKey[Callable[[str], Any]]()
+FIXTURE_REGISTRY = pytest.StashKey[Mapping[str, Fixture]]()
+
 _cells: dict[str, Any] = {}
 
 
 @dataclass
 class RunConfig:
     model_id: str | None
-    cell: Any | None = None  # conformance.matrix.Cell
+    cell: Any | None = None  # matrix.cells.Cell
     cell_name: str | None = None
-    fixtures: list[str] = field(default_factory=list)
+    fixtures: list[tuple[str, Fixture]] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     error: str | None = None
 
 
-def load_cell(name: str) -> Any:
-    """``conformance.matrix.load_cell``, imported only when a cell is asked for."""
+def load_cell(name: str, config: pytest.Config) -> Any:
+    """The matrix cell ``name`` through the loader the matrix plugin registered (memoised)."""
     if name not in _cells:
-        from conformance.matrix import load_cell as load
-
-        _cells[name] = load(name)
+        loader = config.stash.get(CELL_LOADER, None)
+        if loader is None:
+            raise LookupError("no matrix loaded: run from a checkout with -p matrix.pytest_cells")
+        _cells[name] = loader(name)
     return _cells[name]
+
+
+def resolve_fixtures(
+    chosen: list[Any], registry: Mapping[str, Fixture]
+) -> list[tuple[str, Fixture]]:
+    """(name, factory) pairs for fixture names (from ``registry``) and factories (as given)."""
+    resolved: dict[str, Fixture] = {}
+    for entry in chosen:
+        if callable(entry):
+            resolved.setdefault(getattr(entry, "__name__", repr(entry)), entry)
+            continue
+        if entry not in registry:
+            known = ", ".join(sorted(registry)) or "none (load -p matrix.pytest_cells)"
+            raise LookupError(f"unknown fixture {entry!r}; known fixtures: {known}")
+        resolved.setdefault(entry, registry[entry])
+    return list(resolved.items())
 
 
 def for_class(cls: type, config: pytest.Config) -> RunConfig:
@@ -41,7 +69,7 @@ def for_class(cls: type, config: pytest.Config) -> RunConfig:
     cell, error = None, None
     if cell_name:
         try:
-            cell = load_cell(cell_name)
+            cell = load_cell(cell_name, config)
         except Exception as failure:  # reported on every clause of the class
             error = f"cannot load matrix cell {cell_name!r}: {failure}"
     model_id = (
@@ -49,13 +77,18 @@ def for_class(cls: type, config: pytest.Config) -> RunConfig:
         or config.getoption(OPT_MODEL, None)
         or getattr(cell, "model_id", None)
     )
-    fixtures = [
+    chosen = [
         *(getattr(cell, "fixtures", None) or []),
         *(config.getoption(OPT_FIXTURE, None) or []),
         *(getattr(cls, "llm_fixtures", None) or []),
     ]
+    fixtures: list[tuple[str, Fixture]] = []
+    try:
+        fixtures = resolve_fixtures(chosen, config.stash.get(FIXTURE_REGISTRY, {}))
+    except LookupError as failure:
+        error = error or str(failure)
     env = {**(getattr(cell, "env", None) or {}), **(getattr(cls, "env", None) or {})}
-    return RunConfig(model_id, cell, cell_name, list(dict.fromkeys(fixtures)), env, error)
+    return RunConfig(model_id, cell, cell_name, fixtures, env, error)
 
 
 def expected_failures_file(cls: type, config: pytest.Config) -> Path | None:

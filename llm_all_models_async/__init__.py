@@ -1,4 +1,4 @@
-"""llm-all-models-async: every sync-only llm model gets an async twin that runs it in threads.
+"""llm-all-models-async: every sync-only llm model gets an async twin (threads or processes).
 
 Public API: :func:`cancelled` for plugins' long blocking loops, the timeout and setting errors,
 and :func:`is_twin`.  The llm entry point is :mod:`llm_all_models_async.plugin`.
@@ -17,6 +17,9 @@ from .errors import (
     ResponseTimeoutError,
     SettingError,
     StallTimeoutError,
+    WorkerCrashedError,
+    WorkerError,
+    WorkerStartError,
 )
 from .plugin import ACTIVE, INACTIVE_REASON
 from .twins import is_twin
@@ -36,6 +39,9 @@ __all__ = [
     "ResponseTimeoutError",
     "SettingError",
     "StallTimeoutError",
+    "WorkerCrashedError",
+    "WorkerError",
+    "WorkerStartError",
     "__version__",
     "cancelled",
     "is_twin",

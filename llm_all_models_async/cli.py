@@ -137,6 +137,15 @@ def unset_command(model: str, setting: str) -> None:
     click.echo(f"{model_id}: {setting} unset")
 
 
+def _add_workers_command() -> None:
+    from .process.commands import workers_command
+
+    async_group.add_command(workers_command)
+
+
+_add_workers_command()
+
+
 @async_group.command(name="check", context_settings={"ignore_unknown_options": True})
 @click.argument("model_id")
 @click.option("json_path", "--json", type=click.Path(dir_okay=False), help="Write a JSON report")

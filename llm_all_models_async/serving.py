@@ -16,7 +16,7 @@ A twin does not care what runs its sync model.  It hands a :class:`StreamRequest
   the resolved model) reach the async response through ``request.response``.
 
 Servers are chosen by the ``isolation`` setting; ``thread`` (:mod:`.thread_server`) is the
-default.
+default, ``process`` (:mod:`.process.server`) runs the model in warm worker processes.
 """
 
 from __future__ import annotations
@@ -77,7 +77,11 @@ def server_for(isolation: str) -> Server:
         from .thread_server import serve
 
         return serve
-    raise ValueError(f"no server for isolation {isolation!r}; known: 'thread'")
+    if isolation == "process":
+        from .process.server import serve as serve_in_process
+
+        return serve_in_process
+    raise ValueError(f"no server for isolation {isolation!r}; known: 'thread', 'process'")
 
 
 async def open_stream(request: StreamRequest) -> Stream:

@@ -22,6 +22,7 @@ from .errors import SettingError
 ENV_PREFIX = "LLM_ASYNC_"
 SETTINGS_FILENAME = "llm-all-models-async.json"
 AFFINITIES = ("any", "model")
+ISOLATIONS = ("thread", "process")
 
 
 def _parse_positive_int(raw: str) -> int:
@@ -51,6 +52,13 @@ def _parse_affinity(raw: str) -> str:
     value = str(raw).strip().lower()
     if value not in AFFINITIES:
         raise ValueError("one of " + ", ".join(repr(a) for a in AFFINITIES))
+    return value
+
+
+def _parse_isolation(raw: str) -> str:
+    value = str(raw).strip().lower()
+    if value not in ISOLATIONS:
+        raise ValueError("one of " + ", ".join(repr(i) for i in ISOLATIONS))
     return value
 
 
@@ -134,6 +142,27 @@ SPECS: dict[str, Spec] = {
             False,
             "seconds after a cancel before a still-busy worker is logged",
         ),
+        Spec(
+            "isolation",
+            _parse_isolation,
+            "thread",
+            True,
+            "'process' runs the model in warm worker processes of its own (docs/isolation.md)",
+        ),
+        Spec(
+            "kill_after",
+            _parse_seconds,
+            5.0,
+            True,
+            "process isolation: seconds a stopped worker may stay in the model before it is killed",
+        ),
+        Spec(
+            "worker_idle_timeout",
+            _parse_seconds,
+            300.0,
+            True,
+            "process isolation: seconds an idle worker process is kept before it exits",
+        ),
     )
 }
 
@@ -152,6 +181,9 @@ class Settings:
     stall_timeout: float | None
     max_threads: int
     stuck_warning: float | None
+    isolation: str = "thread"
+    kill_after: float | None = 5.0
+    worker_idle_timeout: float | None = 300.0
     sources: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False)
 
 

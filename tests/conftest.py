@@ -11,6 +11,9 @@ import llm
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+# The repository's matrix tooling (`matrix`, not in the wheel) for test_matrix, test_report and
+# tests/fixtures: appended, so the installed suite and adapter still win over the checkout.
+sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 import fake_models
 from helpers import wait_until, worker_threads

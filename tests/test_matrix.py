@@ -1,4 +1,4 @@
-"""conformance/matrix.toml is complete and consistent, and matrix.py rejects bad files clearly."""
+"""matrix/matrix.toml is complete and consistent, and matrix/cells.py rejects bad files clearly."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from conformance import matrix as m
+from matrix import cells as m
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:
     import tomli as tomllib
 
-REPO_MATRIX = Path(__file__).resolve().parent.parent / "conformance" / "matrix.toml"
+REPO_MATRIX = Path(__file__).resolve().parent.parent / "matrix" / "matrix.toml"
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def test_samples_capabilities_and_expected_failures_use_the_suites_names(
 
 
 def test_every_fixture_a_runnable_cell_names_exists(matrix: m.Matrix) -> None:
-    fixtures = pytest.importorskip("conformance.fixtures")
+    fixtures = pytest.importorskip("matrix.fixtures")
     matrix.check_fixtures(fixtures.FIXTURES)
     with pytest.raises(m.MatrixError, match="cell 'markov', field 'fixtures\\[0\\]'"):
         cells = dict(matrix.cells)

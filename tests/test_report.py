@@ -1,4 +1,4 @@
-"""conformance.report turns synthetic suite reports into the grid, the detail and the PNG."""
+"""matrix.report turns synthetic suite reports into the grid, the detail and the PNG."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from conformance import report as r
+from matrix import report as r
 
 
 def clause(cid: str, outcome: str = "passed", reason: str | None = None) -> dict[str, Any]:

@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 
 HERE = Path(__file__).parent
+REPO = HERE.parents[1]
 RUN_BOUND = 600
+
+# The repository's matrix plugin (--llm-cell, --llm-fixture) for runs that need it: `matrix` is
+# appended to sys.path so the installed suite still wins over the checkout's copy.
+MATRIX_PLUGIN = f"""
+sys.path.append({str(REPO)!r})
+pytest_plugins = ["matrix.pytest_cells"]
+"""
 
 REGISTER_SAMPLES = f"""
 import sys
@@ -53,12 +61,19 @@ class SuiteRun:
 
 @pytest.fixture
 def run_suite(pytester: pytest.Pytester) -> Any:
-    """``run_suite(test_source, *pytest_args, conftest="")`` -> SuiteRun."""
+    """``run_suite(test_source, *pytest_args, conftest="", matrix=False)`` -> SuiteRun.
+
+    ``matrix=True`` loads the repository's matrix plugin (``--llm-cell``, ``--llm-fixture``).
+    """
 
     def run(
-        test_source: str, *args: str, conftest: str = "", pyproject: str | None = None
+        test_source: str,
+        *args: str,
+        conftest: str = "",
+        pyproject: str | None = None,
+        matrix: bool = False,
     ) -> SuiteRun:
-        pytester.makeconftest(REGISTER_SAMPLES + conftest)
+        pytester.makeconftest(REGISTER_SAMPLES + (MATRIX_PLUGIN if matrix else "") + conftest)
         pytester.makepyfile(test_suite=test_source)
         if pyproject is not None:
             pytester.makefile(".toml", pyproject=pyproject)

@@ -53,7 +53,12 @@ def test_clauses_run_hermetically(
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
     run = run_suite(
-        SUITE, "-k", "streaming_order or keys or hygiene", "--llm-fixture", "matched-responses"
+        SUITE,
+        "-k",
+        "streaming_order or keys or hygiene",
+        "--llm-fixture",
+        "matched-responses",
+        matrix=True,
     )
     clauses = run.clauses("conformance-good")
     assert clauses["streaming.order"]["outcome"] == "passed", run.explain("conformance-good")
@@ -64,7 +69,7 @@ def test_clauses_run_hermetically(
 
 @pytest.mark.slow
 def test_unknown_fixture_is_reported(run_suite: Any) -> None:
-    run = run_suite(SUITE, "-k", "hook_twin", "--llm-fixture", "no-such-fixture")
+    run = run_suite(SUITE, "-k", "hook_twin", "--llm-fixture", "no-such-fixture", matrix=True)
     clause = run.clauses("conformance-good")["hook.twin"]
     assert clause["outcome"] == "error"
     assert "unknown fixture 'no-such-fixture'" in clause["reason"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,8 +33,15 @@ REPORT_KEYS = {
 }
 
 
-def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=BOUND, check=False)
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, cwd=cwd, capture_output=True, text=True, timeout=BOUND, check=False, env=env
+    )
 
 
 def check_report(path: Path, model_id: str) -> dict:
@@ -116,6 +124,8 @@ def test_pyargs_with_a_cell(tmp_path: Path) -> None:
             "pytest",
             "--pyargs",
             "conformance",
+            "-p",
+            "matrix.pytest_cells",
             "--llm-cell",
             "markov",
             "-p",
@@ -127,6 +137,8 @@ def test_pyargs_with_a_cell(tmp_path: Path) -> None:
             "options or differential",
         ],
         tmp_path,
+        # the matrix is repo tooling: the checkout on the path makes `matrix` importable
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert junit.read_text().count("<testcase ") == 5

@@ -378,7 +378,7 @@ def _llm_fixtures(names: Sequence[str], user_dir: Path, work_dir: Path) -> Itera
     if not names:
         yield env
         return
-    from conformance.fixtures import FIXTURES, FixtureContext
+    from matrix.fixtures import FIXTURES, FixtureContext
 
     with contextlib.ExitStack() as stack:
         for name in names:

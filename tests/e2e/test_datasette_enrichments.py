@@ -78,15 +78,15 @@ def _mrchatterbox_missing() -> str | None:
         if importlib.util.find_spec(module) is None:
             return f"{requirement} is not installed; {ENABLE_HINT}"
     try:
-        from conformance.fixtures import FIXTURES
+        from matrix.fixtures import FIXTURES
     except ImportError as exc:
         return (
-            f"conformance.fixtures is not importable ({exc}): the tiny mrchatterbox checkpoint "
+            f"matrix.fixtures is not importable ({exc}): the tiny mrchatterbox checkpoint "
             "comes from the conformance fixtures (pip install -e . from a checkout that has them)"
         )
     absent = [name for name in ("mrchatterbox", "mrchatterbox-fixed") if name not in FIXTURES]
     if absent:
-        return f"conformance.fixtures.FIXTURES lacks {absent} (the tiny checkpoints)"
+        return f"matrix.fixtures.FIXTURES lacks {absent} (the tiny checkpoints)"
     return None
 
 
@@ -191,7 +191,7 @@ def test_two_markov_jobs_at_once(
 @pytest.mark.timeout(TEST_TIMEOUT_S)
 def test_markov_and_mrchatterbox_at_once(datasette_server: Any, record_watch: Any) -> None:
     """Two sync models at once; Mr Chatterbox's fixed-reply checkpoint allows exact output."""
-    from conformance.fixtures.mrchatterbox import FIXED_REPLY
+    from matrix.fixtures.mrchatterbox import FIXED_REPLY
 
     server = datasette_server(
         models=[MARKOV, MRCHATTERBOX], llm_fixtures=["mrchatterbox-fixed"], rows=ROWS

@@ -1,8 +1,8 @@
-"""Load and validate conformance/matrix.toml, the single description of every plugin cell.
+"""Load and validate matrix/matrix.toml, the single description of every plugin cell.
 
 Only the standard library (plus tomli on Python 3.10) is used, so tox's inline plugin and the
 GitHub workflows can read the matrix without installing the project. Run as a script it checks
-the file and lists environments: ``python conformance/matrix.py envs --lane fast``.
+the file and lists environments: ``python matrix/cells.py envs --lane fast``.
 """
 
 from __future__ import annotations
@@ -535,7 +535,7 @@ def github_matrix(matrix: Matrix, lanes: Iterable[str]) -> dict[str, list[dict[s
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``check``, ``envs [--lane L] [--json]``, ``github --lane L``,
     ``llm-requirements VERSION``."""
-    parser = argparse.ArgumentParser(prog="conformance.matrix", description=__doc__)
+    parser = argparse.ArgumentParser(prog="matrix.cells", description=__doc__)
     parser.add_argument("--file", type=Path, default=None, help="matrix file to read")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("check", help="validate the matrix file")
