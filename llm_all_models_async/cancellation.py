@@ -21,8 +21,6 @@ from typing import Protocol
 class _Stoppable(Protocol):
     stopped: bool
 
-    def on_stop(self, callback: Callable[[], object]) -> Callable[[], None]: ...
-
 
 _current = threading.local()
 
@@ -49,9 +47,14 @@ def on_stop(callback: Callable[[], object]) -> Callable[[], None]:
     there is no stream to stop.
     """
     channel: _Stoppable | None = getattr(_current, "channel", None)
-    if channel is None:
+    # A thread stream's Channel can call back; a bound object without ``on_stop`` (another
+    # server's job) cannot, and then nothing is registered.
+    register: Callable[[Callable[[], object]], Callable[[], None]] | None = getattr(
+        channel, "on_stop", None
+    )
+    if register is None:
         return _nothing
-    return channel.on_stop(callback)
+    return register(callback)
 
 
 def _nothing() -> None:

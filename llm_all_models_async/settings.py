@@ -191,7 +191,7 @@ def settings_path() -> Path:
     """The per-model overrides file, inside llm's user directory."""
     import llm
 
-    return Path(llm.user_dir()) / SETTINGS_FILENAME
+    return Path(llm.user_dir()) / SETTINGS_FILENAME  # type: ignore[no-untyped-call]
 
 
 def _file_bytes(path: Path) -> bytes | None:
