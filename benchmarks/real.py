@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .shapes import cpu_now
 from .spec import Config, Job, JobResult, find
 from .stats import DASH, TIMES, fmt, paired_ratio, spread
 
@@ -116,6 +117,7 @@ def measure(contender: str, params: dict[str, Any]) -> Any:
 
     model = model_for(contender, params["model_id"])
     if contender == "sync":
+        cpu = cpu_now()
         tokens, seconds, firsts = 0, 0.0, []
         for i in range(int(params["prompts"])):
             random.seed(int(params["seed"]) + i)
@@ -125,11 +127,12 @@ def measure(contender: str, params: dict[str, Any]) -> Any:
                     firsts.append(time.perf_counter() - start)
                 tokens += 1
             seconds += time.perf_counter() - start
-        return _sample(tokens, seconds, firsts)
+        return _sample(tokens, seconds, firsts, cpu)
     return _measure_async(model, params)
 
 
 async def _measure_async(model: Any, params: dict[str, Any]) -> dict[str, Any]:
+    cpu = cpu_now()
     tokens, seconds, firsts = 0, 0.0, []
     for i in range(int(params["prompts"])):
         random.seed(int(params["seed"]) + i)
@@ -139,11 +142,17 @@ async def _measure_async(model: Any, params: dict[str, Any]) -> dict[str, Any]:
                 firsts.append(time.perf_counter() - start)
             tokens += 1
         seconds += time.perf_counter() - start
-    return _sample(tokens, seconds, firsts)
+    return _sample(tokens, seconds, firsts, cpu)
 
 
-def _sample(tokens: int, seconds: float, firsts: list[float]) -> dict[str, Any]:
+def _sample(
+    tokens: int, seconds: float, firsts: list[float], cpu_start: tuple[float, int]
+) -> dict[str, Any]:
+    cpu, switches = cpu_now()
     return {
+        # As in the shapes family: figures that hold on a busy machine.
+        "cpu_ms_per_token": (cpu - cpu_start[0]) / tokens * 1000 if tokens else None,
+        "switches_per_token": (switches - cpu_start[1]) / tokens if tokens else None,
         "tokens": tokens,
         "seconds": seconds,
         "tokens_per_s": tokens / seconds if seconds else None,
@@ -172,6 +181,11 @@ def summarize(results: list[JobResult], cfg: Config) -> dict[str, Any]:
                     "first_token_ms": spread(result.values("first_token_ms"))["median"],
                     "vs_sync": paired_ratio(result.values("tokens_per_s"), base),
                     "vs_v01": paired_ratio(result.values("tokens_per_s"), base_v01),
+                    "cpu_vs_sync": paired_ratio(
+                        sync.values("cpu_ms_per_token") if sync else [],
+                        result.values("cpu_ms_per_token"),
+                    ),
+                    "switches_per_token": spread(result.values("switches_per_token"))["median"],
                 }
             )
     return {"rows": rows, "notes": {n: s["note"] for n, s in MODELS.items()}}
@@ -183,8 +197,9 @@ def markdown(summary: dict[str, Any]) -> list[str]:
         '"vs sync" is the median of per-round ratios to llm\'s sync path. Each prompt '
         "reseeds `random`, so every contender generates the same tokens.",
         "",
-        "| model | contender | tokens/s | vs sync | first token ms | tokens per repeat |",
-        "|---|---|---:|---:|---:|---:|",
+        "| model | contender | tokens/s | vs sync | first token ms | tokens per repeat | "
+        "CPU: sync / this | blocking switches/token |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in summary["rows"]:
         tps = row["tokens_per_s"]
@@ -192,7 +207,8 @@ def markdown(summary: dict[str, Any]) -> list[str]:
             f"| {row['model']} | {row['contender']} | "
             f"{fmt(tps['median'])} [{fmt(tps['min'])}{DASH}{fmt(tps['max'])}] | "
             f"{fmt(row['vs_sync'], 3, TIMES)} | {fmt(row['first_token_ms'], 1)} | "
-            f"{row['tokens']} |"
+            f"{row['tokens']} | {fmt(row['cpu_vs_sync'], 3, TIMES)} | "
+            f"{fmt(row['switches_per_token'], 2)} |"
         )
     if not summary["rows"]:
         lines = ["No real model could run here (see skipped)."]

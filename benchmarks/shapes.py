@@ -54,7 +54,7 @@ def measure(contender: str, params: dict[str, Any]) -> Any:
     options = {k: v for k, v in params.items() if k != "chunks"}
     chunks = int(params["chunks"])
     if contender == "sync":
-        cpu = _cpu_now()
+        cpu = cpu_now()
         start = time.perf_counter()
         first = None
         count = 0
@@ -67,7 +67,7 @@ def measure(contender: str, params: dict[str, Any]) -> Any:
 
 
 async def _measure_async(model: Any, chunks: int, options: dict[str, Any]) -> dict[str, Any]:
-    cpu = _cpu_now()
+    cpu = cpu_now()
     start = time.perf_counter()
     first = None
     count = 0
@@ -78,7 +78,7 @@ async def _measure_async(model: Any, chunks: int, options: dict[str, Any]) -> di
     return _sample(count, time.perf_counter() - start, first, chunks, cpu)
 
 
-def _cpu_now() -> tuple[float, int]:
+def cpu_now() -> tuple[float, int]:
     """CPU time of the whole process (every thread) and its voluntary context switches."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return time.process_time(), usage.ru_nvcsw
@@ -89,7 +89,7 @@ def _sample(
 ) -> dict[str, Any]:
     if count != expected:
         raise AssertionError(f"expected {expected} tokens, got {count}")
-    cpu, switches = _cpu_now()
+    cpu, switches = cpu_now()
     return {
         # Per token, CPU time and the times a thread of this process blocked (GIL, lock or
         # select hand-overs): unlike tokens/s they hardly depend on what else the machine
