@@ -11,6 +11,7 @@ from . import (
     loop_lag,
     per_chunk,
     real,
+    shapes,
     stall,
     threads,
 )
@@ -23,6 +24,7 @@ ORDER: tuple[ModuleType, ...] = (
     loop_lag,
     stall,
     threads,
+    shapes,
     real,
 )
 BY_NAME: dict[str, ModuleType] = {family.NAME: family for family in ORDER}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import itertools
 import threading
 import time
@@ -58,6 +59,9 @@ class BenchOptions(llm.Options):
     interval: float = Field(default=0.0, ge=0, description="seconds to sleep before each chunk")
     work: int = Field(default=0, ge=0, description="pure-Python loop steps before each chunk")
     size: int = Field(default=1, ge=1, description="characters per chunk")
+    hash_kib: int = Field(
+        default=0, ge=0, description="KiB to sha256 before each chunk (releases the GIL)"
+    )
     probe: str | None = Field(default=None, description="id of a Probe to record into")
 
 
@@ -67,6 +71,15 @@ def burn(steps: int) -> int:
     for i in range(steps):
         total += i
     return total
+
+
+_HASHED = b"\x5a" * (1024 * 1024)
+
+
+def digest(kib: int) -> bytes:
+    """sha256 over ``kib`` KiB: native work that releases the GIL (above 2 KiB)."""
+    data = _HASHED if kib == 1024 else b"\x5a" * (kib * 1024)
+    return hashlib.sha256(data).digest()
 
 
 def _chunk(index: int, size: int) -> str:
@@ -89,13 +102,13 @@ class BenchSync(llm.Model):
         opts = prompt.options
         probe = PROBES.get(opts.probe) if opts.probe else None
         if probe is None:
-            yield from _plain(opts.chunks, opts.interval, opts.work, opts.size)
+            yield from _plain(opts.chunks, opts.interval, opts.work, opts.size, opts.hash_kib)
             return
         yield from _probed(probe, opts.chunks, opts.interval, opts.work, opts.size)
 
 
-def _plain(chunks: int, interval: float, work: int, size: int) -> Iterator[str]:
-    if not interval and not work and size == 1:
+def _plain(chunks: int, interval: float, work: int, size: int, hash_kib: int) -> Iterator[str]:
+    if not interval and not work and size == 1 and not hash_kib:
         for _ in range(chunks):
             yield "x"
         return
@@ -104,6 +117,8 @@ def _plain(chunks: int, interval: float, work: int, size: int) -> Iterator[str]:
             time.sleep(interval)
         if work:
             burn(work)
+        if hash_kib:
+            digest(hash_kib)
         yield _chunk(i, size)
 
 
