@@ -11,9 +11,9 @@ from . import (
     loop_lag,
     per_chunk,
     real,
+    shapes,
     stall,
     threads,
-    throughput,
 )
 
 ORDER: tuple[ModuleType, ...] = (
@@ -22,9 +22,9 @@ ORDER: tuple[ModuleType, ...] = (
     cancellation,
     concurrency,
     loop_lag,
-    throughput,
     stall,
     threads,
+    shapes,
     real,
 )
 BY_NAME: dict[str, ModuleType] = {family.NAME: family for family in ORDER}

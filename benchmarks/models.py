@@ -59,8 +59,8 @@ class BenchOptions(llm.Options):
     interval: float = Field(default=0.0, ge=0, description="seconds to sleep before each chunk")
     work: int = Field(default=0, ge=0, description="pure-Python loop steps before each chunk")
     size: int = Field(default=1, ge=1, description="characters per chunk")
-    hash_bytes: int = Field(
-        default=0, ge=0, description="bytes hashed with sha256 before each chunk (GIL released)"
+    hash_kib: int = Field(
+        default=0, ge=0, description="KiB to sha256 before each chunk (releases the GIL)"
     )
     probe: str | None = Field(default=None, description="id of a Probe to record into")
 
@@ -71,6 +71,15 @@ def burn(steps: int) -> int:
     for i in range(steps):
         total += i
     return total
+
+
+_HASHED = b"\x5a" * (1024 * 1024)
+
+
+def digest(kib: int) -> bytes:
+    """sha256 over ``kib`` KiB: native work that releases the GIL (above 2 KiB)."""
+    data = _HASHED if kib == 1024 else b"\x5a" * (kib * 1024)
+    return hashlib.sha256(data).digest()
 
 
 def _chunk(index: int, size: int) -> str:
@@ -91,25 +100,15 @@ class BenchSync(llm.Model):
 
     def execute(self, prompt, stream, response, conversation) -> Iterator[str]:
         opts = prompt.options
-        if opts.hash_bytes:
-            yield from _hashing(opts.chunks, opts.hash_bytes)
-            return
         probe = PROBES.get(opts.probe) if opts.probe else None
         if probe is None:
-            yield from _plain(opts.chunks, opts.interval, opts.work, opts.size)
+            yield from _plain(opts.chunks, opts.interval, opts.work, opts.size, opts.hash_kib)
             return
         yield from _probed(probe, opts.chunks, opts.interval, opts.work, opts.size)
 
 
-def _hashing(chunks: int, size: int) -> Iterator[str]:
-    """CPU work that releases the GIL: hashlib drops it for buffers over 2 KiB."""
-    data = bytes(size)
-    for _ in range(chunks):
-        yield hashlib.sha256(data).hexdigest()[:1]
-
-
-def _plain(chunks: int, interval: float, work: int, size: int) -> Iterator[str]:
-    if not interval and not work and size == 1:
+def _plain(chunks: int, interval: float, work: int, size: int, hash_kib: int) -> Iterator[str]:
+    if not interval and not work and size == 1 and not hash_kib:
         for _ in range(chunks):
             yield "x"
         return
@@ -118,6 +117,8 @@ def _plain(chunks: int, interval: float, work: int, size: int) -> Iterator[str]:
             time.sleep(interval)
         if work:
             burn(work)
+        if hash_kib:
+            digest(hash_kib)
         yield _chunk(i, size)
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .contenders import REPO_ROOT
+from .shapes import cpu_now
 from .spec import Config, Job, JobResult, Unsupported, find
 from .stats import DASH, TIMES, fmt, paired_ratio, spread
 
@@ -174,6 +175,7 @@ def measure(contender: str, params: dict[str, Any]) -> Any:
     else:
         model = model_for(contender, params["model_id"])
     if contender == "sync":
+        cpu = cpu_now()
         tokens, seconds, firsts = 0, 0.0, []
         for i in range(int(params["prompts"])):
             random.seed(int(params["seed"]) + i)
@@ -183,7 +185,7 @@ def measure(contender: str, params: dict[str, Any]) -> Any:
                     firsts.append(time.perf_counter() - start)
                 tokens += 1
             seconds += time.perf_counter() - start
-        return _sample(tokens, seconds, firsts)
+        return _sample(tokens, seconds, firsts, cpu)
     return _measure_async(model, params)
 
 
@@ -206,6 +208,7 @@ def _require_isolation(contender: str, model_id: str) -> None:
 async def _measure_async(model: Any, params: dict[str, Any]) -> dict[str, Any]:
     import llm
 
+    cpu = cpu_now()
     tokens, seconds, firsts = 0, 0.0, []
     for i in range(int(params["prompts"])):
         random.seed(int(params["seed"]) + i)
@@ -217,11 +220,17 @@ async def _measure_async(model: Any, params: dict[str, Any]) -> dict[str, Any]:
                 firsts.append(time.perf_counter() - start)
             tokens += 1
         seconds += time.perf_counter() - start
-    return _sample(tokens, seconds, firsts)
+    return _sample(tokens, seconds, firsts, cpu)
 
 
-def _sample(tokens: int, seconds: float, firsts: list[float]) -> dict[str, Any]:
+def _sample(
+    tokens: int, seconds: float, firsts: list[float], cpu_start: tuple[float, int]
+) -> dict[str, Any]:
+    cpu, switches = cpu_now()
     return {
+        # As in the shapes family: figures that hold on a busy machine.
+        "cpu_ms_per_token": (cpu - cpu_start[0]) / tokens * 1000 if tokens else None,
+        "switches_per_token": (switches - cpu_start[1]) / tokens if tokens else None,
         "tokens": tokens,
         "seconds": seconds,
         "tokens_per_s": tokens / seconds if seconds else None,
@@ -233,7 +242,9 @@ def summarize(results: list[JobResult], cfg: Config) -> dict[str, Any]:
     rows = []
     for name in MODELS:
         sync = find(results, name, "sync")
+        v01 = find(results, name, "v0.1")
         base = sync.values("tokens_per_s") if sync else []
+        base_v01 = v01.values("tokens_per_s") if v01 else []
         cases = [(name, c, c) for c in CONTENDERS]
         if name == "smollm2":
             cases += [
@@ -253,6 +264,12 @@ def summarize(results: list[JobResult], cfg: Config) -> dict[str, Any]:
                     "tokens": result.samples[-1]["tokens"],
                     "first_token_ms": spread(result.values("first_token_ms"))["median"],
                     "vs_sync": paired_ratio(result.values("tokens_per_s"), base),
+                    "vs_v01": paired_ratio(result.values("tokens_per_s"), base_v01),
+                    "cpu_vs_sync": paired_ratio(
+                        sync.values("cpu_ms_per_token") if sync else [],
+                        result.values("cpu_ms_per_token"),
+                    ),
+                    "switches_per_token": spread(result.values("switches_per_token"))["median"],
                 }
             )
     return {
@@ -281,8 +298,9 @@ def markdown(summary: dict[str, Any]) -> list[str]:
         "tokens (mrchatterbox: `random` reseeded per prompt; llama-cpp-python: each "
         "completion's seed follows from the previous one on the same `Llama`).",
         "",
-        "| model | contender | tokens/s | vs sync | first token ms | tokens per repeat |",
-        "|---|---|---:|---:|---:|---:|",
+        "| model | contender | tokens/s | vs sync | first token ms | tokens per repeat | "
+        "CPU: sync / this | blocking switches/token |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in summary["rows"]:
         tps = row["tokens_per_s"]
@@ -290,7 +308,8 @@ def markdown(summary: dict[str, Any]) -> list[str]:
             f"| {row['model']} | {row['contender']} | "
             f"{fmt(tps['median'])} [{fmt(tps['min'])}{DASH}{fmt(tps['max'])}] | "
             f"{fmt(row['vs_sync'], 3, TIMES)} | {fmt(row['first_token_ms'], 1)} | "
-            f"{row['tokens']} |"
+            f"{row['tokens']} | {fmt(row['cpu_vs_sync'], 3, TIMES)} | "
+            f"{fmt(row['switches_per_token'], 2)} |"
         )
     if not summary["rows"]:
         lines = ["No real model could run here (see skipped)."]

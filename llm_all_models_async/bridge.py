@@ -13,9 +13,15 @@ Contract (what every stream guarantees):
 * An exception raised by the iterator reaches the consumer unchanged (type, message,
   traceback) after the items produced before it.
 * When the consumer handle is garbage collected without a stop, the stream stops itself.
-* The worker wakes the loop only when the consumer is actually waiting, and the consumer takes
-  every buffered item in one go (one lock round-trip per batch, not per item), which keeps the
-  per-item cost near that of a native async generator.
+* Every deadline of a stream (whole response, first chunk, idle, and the slot wait before it)
+  is computed in :meth:`Deadlines.nearest`; the whole-response limit also holds while the
+  consumer takes chunks that are already buffered.
+* The worker hands over an item without a lock and wakes the loop only when the consumer is
+  actually waiting, after any lock is released; the consumer takes every buffered item in one
+  go (one lock round-trip per batch).  The worker yields the GIL to the loop only when the
+  model starves it (see :class:`_GilYielder`), so a model that releases the GIL while it
+  computes never waits for the loop.  This keeps the per-item cost near that of a native
+  async generator and the throughput of a 1 ms/token model at that of llm's sync path.
 """
 
 from __future__ import annotations
@@ -27,37 +33,126 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from . import cancellation
 from .errors import (
     AdapterTimeoutError,
     FirstChunkTimeoutError,
     IdleTimeoutError,
+    QueueTimeoutError,
     ResponseTimeoutError,
     StallTimeoutError,
 )
 
+if TYPE_CHECKING:
+    from .settings import Settings
+
 logger = logging.getLogger("llm_all_models_async")
 
-_END = object()
+
+class Limit(NamedTuple):
+    """The nearest deadline of a wait: seconds left (may be negative) and the error it raises."""
+
+    remaining: float
+    error: AdapterTimeoutError
+
+
+Phase = Literal["queue", "first", "later", "handover"]
 
 
 @dataclass(frozen=True)
 class Deadlines:
-    """The consumer-side time limits of one stream, in seconds (None: no limit)."""
+    """The consumer-side time limits of one prompt, in seconds (None: no limit).
+
+    :meth:`nearest` is the one place the adapter turns them into the deadline of a wait:
+    the slot wait (``queue``), the wait for the first chunk (``first``) and for each later
+    one (``later``), and handing over chunks already buffered (``handover``: only the
+    whole-response limit applies, so a consumer slower than the model still times out).
+    """
 
     timeout: float | None = None
     first_chunk_timeout: float | None = None
     idle_timeout: float | None = None
     stall_timeout: float | None = None
     stuck_warning: float | None = None
+    queue_timeout: float | None = None
+
+    @classmethod
+    def from_settings(cls, config: Settings) -> Deadlines:
+        return cls(
+            timeout=config.timeout,
+            first_chunk_timeout=config.first_chunk_timeout,
+            idle_timeout=config.idle_timeout,
+            stall_timeout=config.stall_timeout,
+            stuck_warning=config.stuck_warning,
+            queue_timeout=config.queue_timeout,
+        )
+
+    def nearest(
+        self,
+        model_id: str,
+        phase: Phase,
+        *,
+        started_at: float,
+        worker_started_at: float | None = None,
+        now: float | None = None,
+    ) -> Limit | None:
+        """The deadline that comes first in ``phase`` (None: the wait is unbounded).
+
+        ``started_at`` is when the prompt was made; ``worker_started_at`` when its worker
+        began (the first-chunk clock; None while it has not).
+        """
+        now = time.monotonic() if now is None else now
+        limits: list[Limit] = []
+        if self.timeout is not None:
+            limits.append(
+                Limit(started_at + self.timeout - now, ResponseTimeoutError(model_id, self.timeout))
+            )
+        if phase == "queue" and self.queue_timeout is not None:
+            limits.append(
+                Limit(
+                    started_at + self.queue_timeout - now,
+                    QueueTimeoutError(model_id, self.queue_timeout),
+                )
+            )
+        if phase == "first" and self.first_chunk_timeout is not None and worker_started_at:
+            limits.append(
+                Limit(
+                    worker_started_at + self.first_chunk_timeout - now,
+                    FirstChunkTimeoutError(model_id, self.first_chunk_timeout),
+                )
+            )
+        if phase == "later" and self.idle_timeout is not None:
+            limits.append(Limit(self.idle_timeout, IdleTimeoutError(model_id, self.idle_timeout)))
+        return min(limits, key=lambda limit: limit.remaining, default=None)
+
+
+async def wait_within(awaitable: Awaitable[Any], limit: Limit | None) -> None:
+    """Await ``awaitable``; raise ``limit.error`` (cancelling it) if the deadline comes first."""
+    if limit is None:
+        await awaitable
+        return
+    try:
+        await asyncio.wait_for(awaitable, max(limit.remaining, 0))
+    except asyncio.TimeoutError:
+        raise limit.error from None
+
+
+Waker = tuple["asyncio.Future[None]", asyncio.AbstractEventLoop]
 
 
 class Channel:
-    """State shared by the worker and the consumer; it references neither of them."""
+    """State shared by the worker and the consumer; it references neither of them.
+
+    Every transition is a method here: the worker hands over an item with :meth:`put`
+    (which also waits for room), the consumer takes a batch or registers its waiter with
+    :meth:`take`.  ``put`` takes the lock only to claim a waiting consumer's waiter, and wakes
+    the consumer's loop *after* releasing it, so the woken loop never blocks on a lock the
+    worker still holds.
+    """
 
     def __init__(
         self,
@@ -88,60 +183,135 @@ class Channel:
         self.worker_started_at: float | None = None
         self.pulled_after_stop = 0
         self.high_water = 0
+        self._stop_callbacks: list[Callable[[], object]] = []
 
     # -- consumer side -------------------------------------------------------------------
+
+    def take(self, loop: asyncio.AbstractEventLoop) -> list[Any] | asyncio.Future[None]:
+        """Every buffered item, or (none buffered) a future the worker resolves on its next
+        hand-over.  Raises the stream's error, or ``StopAsyncIteration`` at the end."""
+        with self.lock:
+            items = self.items
+            if self.producer_waiting:
+                self.room.notify()  # the previous batch has been consumed
+            if items:
+                return self._batch_locked()
+            self.in_hand = 0
+            if self.finished or self.stopped:
+                if self.error is not None:
+                    raise self.error
+                raise StopAsyncIteration
+            waiter: asyncio.Future[None] = loop.create_future()
+            self.waiter, self.waiter_loop = waiter, loop
+            if items:  # appended after the check above, maybe before the worker saw the waiter
+                self.waiter = self.waiter_loop = None
+                return self._batch_locked()
+            return waiter
+
+    def _batch_locked(self) -> list[Any]:
+        # ``in_hand`` first: a worker reading len(items), then in_hand, without the lock
+        # never counts fewer items ahead than there are.
+        items = self.items
+        count = len(items)
+        self.in_hand = count
+        popleft = items.popleft
+        return [popleft() for _ in range(count)]
+
+    def forget(self, waiter: asyncio.Future[None]) -> None:
+        """Withdraw a waiter the consumer stopped waiting on (timeout or cancel)."""
+        with self.lock:
+            if self.waiter is waiter:
+                self.waiter = self.waiter_loop = None
 
     def stop(self) -> None:
         """Ask the worker to close the generator; never blocks."""
         with self.lock:
-            if self.stopped:
-                return
-            self.stopped = True
-            self.items.clear()
-            self.room.notify_all()
+            callbacks = self._stop_locked()
+        _run_all(callbacks)
+
+    def on_stop(self, callback: Callable[[], object]) -> Callable[[], None]:
+        """Call ``callback`` (from any thread) once the stream is stopped; at once if it is.
+
+        Returns a function that unregisters it.
+        """
+        with self.lock:
+            if not self.stopped:
+                self._stop_callbacks.append(callback)
+                return lambda: self._discard_callback(callback)
+        callback()
+        return lambda: None
+
+    def _discard_callback(self, callback: Callable[[], object]) -> None:
+        with self.lock:
+            if callback in self._stop_callbacks:
+                self._stop_callbacks.remove(callback)
+
+    def _stop_locked(self) -> list[Callable[[], object]]:
+        if self.stopped:
+            return []
+        self.stopped = True
+        self.items.clear()
+        self.room.notify_all()
+        callbacks, self._stop_callbacks = self._stop_callbacks, []
+        return callbacks
 
     # -- worker side ---------------------------------------------------------------------
-
-    def wait_for_room(self) -> bool:
-        """Block until the buffer has room; False when the stream was stopped meanwhile."""
-        with self.lock:
-            deadline = None
-            if self.stall_timeout is not None:
-                deadline = time.monotonic() + self.stall_timeout
-            while len(self.items) + self.in_hand >= self.capacity and not self.stopped:
-                self.producer_waiting = True
-                if deadline is None:
-                    self.room.wait()
-                    continue
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    self.stopped = True
-                    self.items.clear()
-                    self.error = StallTimeoutError(self.model_id, self.stall_timeout)
-                    break
-                self.room.wait(remaining)
-            self.producer_waiting = False
-            return not self.stopped
-
-    def put(self, item: Any) -> bool:
-        """Hand one item to the consumer; False (item dropped) when the stream was stopped."""
-        with self.lock:
-            if self.stopped:
-                self.pulled_after_stop += 1
-                return False
-            self.items.append(item)
-            ahead = len(self.items) + self.in_hand
-            if ahead > self.high_water:
-                self.high_water = ahead
-            self._wake_locked()
-            return True
 
     def mark_started(self) -> None:
         """Record that the worker has begun (the first-chunk clock starts here)."""
         with self.lock:
             self.worker_started_at = time.monotonic()
-            if self.wake_on_start:
-                self._wake_locked()  # a waiting consumer recomputes its first-chunk deadline
+            waker = self._claim_waiter_locked() if self.wake_on_start else None
+        # a waiting consumer recomputes its first-chunk deadline
+        self._wake(waker)
+
+    def put(self, item: Any) -> int:
+        """Hand one item to the consumer, then wait until there is room for the next one.
+
+        Returns how many earlier items the consumer had not taken yet (0: it keeps up), or
+        :data:`STOPPED` when the stream was stopped (the item is dropped; pull no more).
+        """
+        # The hot path of every stream, without the lock: deque appends are thread-safe, and
+        # the consumer registers its waiter, then looks at the items again (see take()), so
+        # either it sees this item or this thread sees its waiter.
+        if self.stopped:
+            self.pulled_after_stop += 1
+            return STOPPED
+        items = self.items
+        untaken = len(items)
+        items.append(item)
+        if self.waiter is not None:
+            with self.lock:
+                waker = self._claim_waiter_locked()
+            self._wake(waker)
+        ahead = len(items) + self.in_hand  # in this order: never an undercount (see take)
+        if ahead > self.high_water:
+            self.high_water = ahead
+        if ahead >= self.capacity and not self.wait_for_room():
+            return STOPPED
+        return untaken
+
+    def wait_for_room(self) -> bool:
+        """Block until the buffer has room; False when the stream was stopped meanwhile."""
+        with self.lock:
+            stall = self.stall_timeout
+            deadline = None if stall is None else time.monotonic() + stall
+            callbacks: list[Callable[[], object]] = []
+            while len(self.items) + self.in_hand >= self.capacity and not self.stopped:
+                self.producer_waiting = True
+                if deadline is None or stall is None:
+                    self.room.wait()
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self.error = StallTimeoutError(self.model_id, stall)
+                    callbacks = self._stop_locked()
+                    break
+                self.room.wait(remaining)
+            self.producer_waiting = False
+            still_running = not self.stopped
+        _run_all(callbacks)
+        return still_running
 
     def finish(self, error: BaseException | None) -> None:
         """Record the end of the stream (``error`` None: exhausted normally)."""
@@ -149,23 +319,85 @@ class Channel:
             self.finished = True
             if error is not None and self.error is None:
                 self.error = error
-            self._wake_locked()
+            waker = self._claim_waiter_locked()
+            self._stop_callbacks.clear()
+        self._wake(waker)
 
-    def _wake_locked(self) -> None:
+    def _claim_waiter_locked(self) -> Waker | None:
         waiter, loop = self.waiter, self.waiter_loop
         if waiter is None or loop is None:
-            return
+            return None
         self.waiter = self.waiter_loop = None
+        return waiter, loop
+
+    def _wake(self, waker: Waker | None) -> None:
+        if waker is None:
+            return
+        waiter, loop = waker
         try:
             loop.call_soon_threadsafe(_resolve, waiter)
         except RuntimeError:  # the consumer's loop is closed: nobody is listening any more
-            self.stopped = True
-            self.items.clear()
+            self.stop()
+
+
+def _run_all(callbacks: list[Callable[[], object]]) -> None:
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            logger.exception("llm-async: a stop callback failed")
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+STOPPED = -1
+
+
+class _GilYielder:
+    """Decides when the worker hands the GIL to the event loop, from what the loop managed.
+
+    A model computing in pure Python holds the GIL until the switch interval (5 ms by
+    default) forces it out, so the loop could neither take the item just handed over nor run
+    its timers: the worker yields (``sleep(0)``) right after each hand-over, at most once per
+    :data:`YIELD_GIL_EVERY`.  A model computing in native code that releases the GIL (torch,
+    llama.cpp, hashlib) lets the loop take each item while it computes the next; yielding
+    there would only make the worker wait while the loop processes the item, so it does not.
+
+    Which kind of model this is, is learnt: an item still untaken when the next one is ready
+    (with no yield in between) means the loop was starved.  Every :data:`REPROBE_EVERY`
+    yields one is skipped, so a model that changes phase (prefill, then decode) is re-learnt.
+    """
+
+    __slots__ = ("_holds_gil", "_yielded", "_yielded_at", "_yields")
+
+    def __init__(self) -> None:
+        self._holds_gil = False
+        self._yielded = False
+        self._yielded_at = time.monotonic()
+        self._yields = 0
+
+    def after_put(self, untaken: int) -> None:
+        if not self._yielded:
+            self._holds_gil = untaken > 0
+        self._yielded = False
+        if not self._holds_gil:
+            return
+        now = time.monotonic()
+        if now - self._yielded_at < YIELD_GIL_EVERY:
+            return
+        self._yields += 1
+        if self._yields % REPROBE_EVERY == 0:
+            return  # skip one: the next hand-over tells whether the loop still starves
+        time.sleep(0)
+        self._yielded = True
+        self._yielded_at = now
+
+
+YIELD_GIL_EVERY = 0.001
+REPROBE_EVERY = 256  # rare enough to stay out of the loop lag p99 (1 in 256 hand-overs)
 
 
 def _produce(
@@ -175,54 +407,52 @@ def _produce(
 ) -> None:
     """Worker body: create, advance and close the iterator on this thread."""
     cancellation.bind(channel)
-    iterator: Any = None
+    source: Iterator[Any] | None = None
     error: BaseException | None = None
     try:
         channel.mark_started()
         if channel.stopped:  # stopped while this job waited for its thread
             return
-        iterator = make_iterator()
-        source = iter(iterator)
-        yielded_gil_at = time.monotonic()
-        while channel.wait_for_room():
-            try:
-                item = next(source)
-            except StopIteration:
+        source = iter(make_iterator())
+        yielder = _GilYielder()
+        for item in source:
+            untaken = channel.put(item)
+            if untaken == STOPPED:
                 break
-            if not channel.put(item):
-                break
-            # A pure-Python model holds the GIL for the whole switch interval (5 ms); give the
-            # event loop a turn at least every millisecond so it stays responsive.
-            now = time.monotonic()
-            if now - yielded_gil_at > 0.001:
-                time.sleep(0)
-                yielded_gil_at = now
+            yielder.after_put(untaken)
     except BaseException as exc:
         error = exc
     finally:
         try:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except RuntimeError as exc:
-                    # "generator ignored GeneratorExit": the model kept yielding after close.
-                    # Log text only: a kept log record must not keep the generator's frame alive.
-                    message = str(exc)
-                    logger.warning("model %r did not close cleanly: %s", channel.model_id, message)
-                except BaseException as exc:
-                    if error is None and not channel.stopped:
-                        error = exc
-                    else:
-                        message = repr(exc)
-                        logger.warning(
-                            "model %r raised while closing: %s", channel.model_id, message
-                        )
+            error = _close(channel, source, error)
         finally:
             channel.finish(error)
             cancellation.bind(None)
             channel.closed.set()
             on_exit()
+
+
+def _close(
+    channel: Channel, source: Iterator[Any] | None, error: BaseException | None
+) -> BaseException | None:
+    """Close the iterator the worker advanced (not merely what ``execute()`` returned, which
+    may be an iterable whose iterator is a different object); returns the stream's error."""
+    close = getattr(source, "close", None)
+    if close is None:
+        return error
+    try:
+        close()
+    except RuntimeError as exc:
+        # "generator ignored GeneratorExit": the model kept yielding after close.
+        # Log text only: a kept log record must not keep the generator's frame alive.
+        message = str(exc)
+        logger.warning("model %r did not close cleanly: %s", channel.model_id, message)
+    except BaseException as exc:
+        if error is None and not channel.stopped:
+            return exc
+        message = repr(exc)
+        logger.warning("model %r raised while closing: %s", channel.model_id, message)
+    return error
 
 
 class ThreadStream:
@@ -233,6 +463,11 @@ class ThreadStream:
         self._deadlines = deadlines
         self._started_at = started_at
         self._received_batches = 0
+        self._unbounded = (
+            deadlines.timeout is None
+            and deadlines.first_chunk_timeout is None
+            and deadlines.idle_timeout is None
+        )
         self._pending: collections.deque[Any] = collections.deque()
         # Dropped without stop() (e.g. the event loop went away): stop anyway.
         self._finalizer = weakref.finalize(self, channel.stop)
@@ -260,71 +495,38 @@ class ThreadStream:
     async def next_batch(self) -> list[Any]:
         """Every item buffered now (at least one), waiting for the worker if there is none.
 
-        Raises the iterator's exception, or ``StopAsyncIteration`` at the end.
+        Raises the iterator's exception, an :class:`AdapterTimeoutError`, or
+        ``StopAsyncIteration`` at the end.
         """
         channel = self._channel
+        loop = asyncio.get_running_loop()
+        timed = self._deadlines.timeout is not None
         while True:
-            with channel.lock:
-                channel.in_hand = 0  # the previous batch has been consumed
-                if channel.items:
-                    batch = list(channel.items)
-                    channel.items.clear()
-                    channel.in_hand = len(batch)
-                    if channel.producer_waiting:
-                        channel.room.notify()
-                    self._received_batches += 1
-                    return batch
-                if channel.producer_waiting:
-                    channel.room.notify()
-                if channel.finished or channel.stopped:
-                    error = channel.error
-                    if error is not None:
-                        raise error
-                    raise StopAsyncIteration
-                loop = asyncio.get_running_loop()
-                waiter = loop.create_future()
-                channel.waiter, channel.waiter_loop = waiter, loop
-            await self._wait(waiter)
+            if timed:
+                overdue = self._limit("handover")
+                if overdue is not None and overdue.remaining <= 0:
+                    raise overdue.error
+            got = channel.take(loop)
+            if isinstance(got, list):
+                self._received_batches += 1
+                return got
+            try:
+                if self._unbounded:  # the common case: no limit to compute per wait
+                    await got
+                else:
+                    phase: Phase = "later" if self._received_batches else "first"
+                    await wait_within(got, self._limit(phase))
+            except BaseException:
+                channel.forget(got)
+                raise
 
-    async def _wait(self, waiter: asyncio.Future[None]) -> None:
-        limit = self._limit()
-        if limit is None:
-            await waiter
-            return
-        remaining, error = limit
-        try:
-            await asyncio.wait_for(waiter, max(remaining, 0))
-        except asyncio.TimeoutError:
-            with self._channel.lock:
-                if self._channel.waiter is waiter:
-                    self._channel.waiter = self._channel.waiter_loop = None
-            raise error from None
-
-    def _limit(self) -> tuple[float, AdapterTimeoutError] | None:
-        """The nearest deadline for this wait and the error it raises, if any."""
-        d, now, model_id = self._deadlines, time.monotonic(), self._channel.model_id
-        candidates: list[tuple[float, AdapterTimeoutError]] = []
-        if d.timeout is not None:
-            candidates.append(
-                (self._started_at + d.timeout - now, ResponseTimeoutError(model_id, d.timeout))
-            )
-        worker_started_at = self._channel.worker_started_at
-        if (
-            self._received_batches == 0
-            and d.first_chunk_timeout is not None
-            and worker_started_at is not None
-        ):
-            candidates.append(
-                (
-                    worker_started_at + d.first_chunk_timeout - now,  # type: ignore[operator]
-                    FirstChunkTimeoutError(model_id, d.first_chunk_timeout),
-                )
-            )
-        if self._received_batches > 0 and d.idle_timeout is not None:
-            candidates.append((d.idle_timeout, IdleTimeoutError(model_id, d.idle_timeout)))
-        if not candidates:
-            return None
-        return min(candidates, key=lambda c: c[0])
+    def _limit(self, phase: Phase) -> Limit | None:
+        return self._deadlines.nearest(
+            self._channel.model_id,
+            phase,
+            started_at=self._started_at,
+            worker_started_at=self._channel.worker_started_at,
+        )
 
 
 def open_stream(
@@ -340,7 +542,7 @@ def open_stream(
     """Start ``make_iterator`` on a worker (via ``submit``) and return the consumer handle.
 
     ``on_exit`` runs on the worker once the iterator is closed, whatever happened; it
-    releases the slots the stream holds.
+    releases the slots the stream holds.  If ``submit`` fails, it runs here instead.
     """
     channel = Channel(
         model_id,

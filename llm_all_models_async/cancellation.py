@@ -14,6 +14,7 @@ The contract, stated once:
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -37,3 +38,24 @@ def cancelled() -> bool:
 def bind(channel: _Stoppable | None) -> None:
     """Make ``channel`` the one :func:`cancelled` reports on for the calling thread."""
     _current.channel = channel
+
+
+def on_stop(callback: Callable[[], object]) -> Callable[[], None]:
+    """Call ``callback`` once the stream served by this thread is stopped (at once if it is).
+
+    Returns a function that unregisters it.  Outside a worker thread nothing is registered:
+    there is no stream to stop.
+    """
+    channel: _Stoppable | None = getattr(_current, "channel", None)
+    # A thread stream's Channel can call back; a bound object without ``on_stop`` (another
+    # server's job) cannot, and then nothing is registered.
+    register: Callable[[Callable[[], object]], Callable[[], None]] | None = getattr(
+        channel, "on_stop", None
+    )
+    if register is None:
+        return _nothing
+    return register(callback)
+
+
+def _nothing() -> None:
+    return None

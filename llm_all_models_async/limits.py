@@ -28,7 +28,12 @@ class SlotLimiter:
     name: str
     limit: int
     in_use: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Re-entrant: a waiter abandoned with its loop is cleaned up (the ``except`` in
+    # ``acquire``) when its coroutine is garbage collected, which can happen on any thread,
+    # in the middle of any allocation, also one made while this thread holds the lock.  Every
+    # locked section leaves the line and the count consistent before it allocates, so such
+    # a nested clean-up sees a coherent state.
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _waiters: collections.deque[_Waiter] = field(default_factory=collections.deque, repr=False)
 
     @property
@@ -57,6 +62,7 @@ class SlotLimiter:
             with self._lock:
                 if waiter.granted:
                     # The slot was handed over just as we gave up: pass it on.
+                    waiter.granted = False
                     self._release_locked()
                 elif waiter in self._waiters:
                     self._waiters.remove(waiter)
@@ -76,12 +82,16 @@ class SlotLimiter:
             waiter = self._waiters.popleft()
             if waiter.future.cancelled():
                 continue
-            try:
-                waiter.loop.call_soon_threadsafe(_grant, waiter.future)
-            except RuntimeError:
-                continue  # the waiter's loop is closed: nobody will take this slot
+            # Count the slot before calling out: a nested clean-up (see ``_lock``) must find
+            # the count already up to date.
             waiter.granted = True
             self.in_use += 1
+            try:
+                waiter.loop.call_soon_threadsafe(_grant, waiter.future)
+            except RuntimeError:  # the waiter's loop is closed: nobody will take this slot
+                if waiter.granted:
+                    waiter.granted = False
+                    self.in_use -= 1
 
 
 def _grant(future: asyncio.Future[None]) -> None:

@@ -49,8 +49,13 @@ class StreamRequest:
     def execute(self) -> Any:
         """Call the sync ``execute()`` (on whatever thread or process serves the request)."""
         extra = {"key": self.key} if self.passes_key else {}
+        # The view stands in for llm.Response: it offers what a sync execute() uses of one.
         return self.sync_model.execute(
-            self.prompt, self.stream, self.response, self.conversation, **extra
+            self.prompt,
+            self.stream,
+            self.response,  # type: ignore[arg-type]
+            self.conversation,
+            **extra,
         )
 
 

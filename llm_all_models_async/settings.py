@@ -99,9 +99,15 @@ SPECS: dict[str, Spec] = {
             _parse_affinity,
             "any",
             True,
-            "'model' runs each model on one dedicated long-lived thread",
+            "`model`: one dedicated long-lived thread per model",
         ),
-        Spec("timeout", _parse_seconds, None, True, "seconds for the whole response"),
+        Spec(
+            "timeout",
+            _parse_seconds,
+            None,
+            True,
+            "seconds for the whole response, queueing included",
+        ),
         Spec(
             "first_chunk_timeout",
             _parse_seconds,
@@ -109,7 +115,13 @@ SPECS: dict[str, Spec] = {
             True,
             "seconds from the start of execution to the first chunk",
         ),
-        Spec("idle_timeout", _parse_seconds, None, True, "seconds allowed between two chunks"),
+        Spec(
+            "idle_timeout",
+            _parse_seconds,
+            None,
+            True,
+            "seconds the consumer may wait for each later chunk",
+        ),
         Spec(
             "queue_timeout", _parse_seconds, None, True, "seconds a prompt may wait for a free slot"
         ),
@@ -128,7 +140,7 @@ SPECS: dict[str, Spec] = {
             _parse_seconds,
             30.0,
             False,
-            "seconds after a cancel before a still-busy worker is logged as stuck",
+            "seconds after a cancel before a still-busy worker is logged",
         ),
         Spec(
             "isolation",
@@ -179,7 +191,7 @@ def settings_path() -> Path:
     """The per-model overrides file, inside llm's user directory."""
     import llm
 
-    return Path(llm.user_dir()) / SETTINGS_FILENAME
+    return Path(llm.user_dir()) / SETTINGS_FILENAME  # type: ignore[no-untyped-call]
 
 
 def _file_bytes(path: Path) -> bytes | None:
@@ -267,6 +279,32 @@ def parse_value(name: str, value: Any, *, where: str) -> Any:
 _resolved_lock = threading.Lock()
 _resolved: dict[tuple[Any, ...], Settings] = {}
 
+# resolve() runs once per prompt, on the way to its first chunk: what it recomputes every time
+# is kept small.  llm.user_dir() depends only on LLM_USER_PATH (else a fixed directory) but
+# creates the directory on every call, and each Spec builds its variable name on every read.
+_paths: dict[str | None, Path] = {}
+_env_var_names: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _settings_path_now() -> Path:
+    """:func:`settings_path`, remembered per value of ``LLM_USER_PATH``."""
+    user_path = os.environ.get("LLM_USER_PATH")
+    path = _paths.get(user_path)
+    if path is None:
+        if len(_paths) > 64:
+            _paths.clear()
+        path = _paths[user_path] = settings_path()
+    return path
+
+
+def _env_vars() -> tuple[str, ...]:
+    """The ``LLM_ASYNC_*`` variable of every setting, in :data:`SPECS` order."""
+    names = tuple(SPECS)
+    env_vars = _env_var_names.get(names)
+    if env_vars is None:
+        env_vars = _env_var_names[names] = tuple(spec.env_var for spec in SPECS.values())
+    return env_vars
+
 
 def resolve(model_id: str, environ: Mapping[str, str] | None = None) -> Settings:
     """Effective settings of ``model_id``: environment over the file over defaults.
@@ -275,9 +313,9 @@ def resolve(model_id: str, environ: Mapping[str, str] | None = None) -> Settings
     it runs once per prompt.
     """
     environ = os.environ if environ is None else environ
-    path = settings_path()
+    path = _settings_path_now()
     content = _file_bytes(path)
-    env_values = tuple(environ.get(spec.env_var) for spec in SPECS.values())
+    env_values = tuple(map(environ.get, _env_vars()))
     key = (model_id, str(path), content, env_values)
     with _resolved_lock:
         cached = _resolved.get(key)
@@ -323,3 +361,6 @@ def is_excluded(names: Iterable[str], patterns: Iterable[str]) -> bool:
     """True when any of a model's id or aliases matches any pattern (case-insensitive)."""
     names = [n.lower() for n in names]
     return any(fnmatch.fnmatchcase(n, p.lower()) for p in patterns for n in names)
+
+
+EXCLUDE_HELP = "comma-separated model ids or aliases, shell globs allowed, that get no twin"

@@ -11,6 +11,7 @@ other attribute through ``__getattr__``.
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -58,7 +59,7 @@ def _mirror(name: str) -> property:
 class _TwinMixin:
     """Shared behaviour of both twin classes."""
 
-    sync_model: Any
+    sync_model: llm.Model | llm.KeyModel
 
     def __init__(self, sync_model: llm.Model | llm.KeyModel) -> None:
         self.sync_model = sync_model
@@ -70,10 +71,16 @@ class _TwinMixin:
             raise AttributeError(name)
         return getattr(self.sync_model, name)
 
+    def _key_override(self) -> str | None:
+        """A key set on the twin itself (``twin.key = ...``), if any."""
+        key: str | None = self.__dict__.get("_overrides", {}).get("key")
+        return key
+
     @property
     def key(self) -> str | None:
-        overrides = self.__dict__.get("_overrides", {})
-        return overrides.get("key", self.sync_model.key)
+        if "key" in self.__dict__.get("_overrides", {}):
+            return self._key_override()
+        return self.sync_model.key
 
     @key.setter
     def key(self, value: str | None) -> None:
@@ -81,10 +88,26 @@ class _TwinMixin:
 
     def get_key(self, explicit_key: str | None = None) -> str | None:
         """Resolve keys exactly as the sync model does (plugins may override ``get_key``)."""
-        overrides = self.__dict__.get("_overrides", {})
-        if overrides.get("key") is not None:
-            return overrides["key"]
+        key = self._key_override()
+        if key is not None:
+            return key
         return self.sync_model.get_key(explicit_key)
+
+    def _model_with_key(self) -> llm.Model | llm.KeyModel:
+        """The sync model to run, carrying a key set on the twin (``twin.key = ...``).
+
+        A ``KeyModel`` receives the key as an argument (llm resolves it through
+        :meth:`get_key`).  A plain ``Model`` that declares ``needs_key`` resolves it itself
+        with ``self.get_key()``, which reads ``self.key``: it runs on a shallow copy with the
+        key set, so the shared instance (and other prompts running on it) are untouched.
+        """
+        sync_model = self.sync_model
+        key = self._key_override()
+        if key is None or isinstance(sync_model, llm.KeyModel) or sync_model.key == key:
+            return sync_model
+        keyed = copy.copy(sync_model)
+        keyed.key = key
+        return keyed
 
     def __str__(self) -> str:
         return str(self.sync_model)
@@ -101,7 +124,7 @@ class _TwinMixin:
         extra: dict[str, Any],
     ) -> AsyncGenerator[Any, None]:
         started_at = time.monotonic()
-        sync_model = self.sync_model
+        sync_model = self._model_with_key()
         model_id = str(sync_model.model_id)
         config = settings.resolve(model_id)
         loop = asyncio.get_running_loop()
@@ -145,7 +168,7 @@ class AsyncTwin(_TwinMixin, llm.AsyncModel):
 
     # A plain function returning the async generator, not a generator itself: a wrapping
     # generator frame would keep ``response`` alive and cost a second hop per chunk.
-    def execute(  # type: ignore[override]
+    def execute(
         self,
         prompt: llm.Prompt,
         stream: bool,
@@ -158,7 +181,7 @@ class AsyncTwin(_TwinMixin, llm.AsyncModel):
 class AsyncKeyTwin(_TwinMixin, llm.AsyncKeyModel):
     """The async twin of a sync ``llm.KeyModel``: the key resolved by llm is passed through."""
 
-    def execute(  # type: ignore[override]
+    def execute(
         self,
         prompt: llm.Prompt,
         stream: bool,

@@ -216,10 +216,64 @@ class ToolRunner(llm.Model):
     model_id = "tool-runner"
     supports_tools = True
 
+    outcomes: list[str] = []
+
     def execute(self, prompt, stream, response, conversation):
         call = llm.ToolCall(name=prompt.tools[0].name, arguments={"x": 40}, tool_call_id="r1")
-        result = response.execute_tool_call(call)
+        try:
+            result = response.execute_tool_call(call)
+        except BaseException as error:
+            ToolRunner.outcomes.append(type(error).__name__)
+            raise
+        ToolRunner.outcomes.append("returned")
         yield f"the tool returned {result.output}"
+
+
+class SelfKeyed(llm.Model):
+    """A plain Model that declares a key and resolves it itself, as many API plugins do."""
+
+    model_id = "self-keyed"
+    needs_key = "self-keyed-test"
+    key_env_var = "SELF_KEYED_TEST_KEY"
+
+    def execute(self, prompt, stream, response, conversation):
+        yield f"key={self.get_key()}"
+
+
+class RerouteTarget(llm.Model):
+    model_id = "rerouting-target"
+
+    def execute(self, prompt, stream, response, conversation):
+        yield "target"
+
+
+class Rerouting(llm.Model):
+    """Writes ``response.model`` and ``resolved_model`` after its last chunk (a router), and
+    records usage in ``finally`` even when its consumer is gone."""
+
+    model_id = "rerouting"
+    seen: list[tuple[str, str]] = []
+    late_errors: list[str] = []
+    closed = threading.Event()
+
+    def execute(self, prompt, stream, response, conversation):
+        if prompt.prompt == "late":
+            try:
+                while True:
+                    yield "first"
+            finally:
+                try:
+                    response.resolved_model = "late"
+                    response.set_usage(input=1, output=1)
+                    response.response_json = {"late": True}
+                    response.model = RerouteTarget()
+                except Exception as error:
+                    Rerouting.late_errors.append(repr(error))
+                Rerouting.closed.set()
+        yield "routed"
+        response.model = RerouteTarget()
+        response.resolved_model = "rerouting-resolved"
+        Rerouting.seen.append((response.model.model_id, response.resolved_model))
 
 
 class LazyLoad(llm.Model):
@@ -278,6 +332,8 @@ def register_models(register):
     register(History())
     register(NoConversation())
     register(ResponseApi())
+    register(SelfKeyed())
+    register(Rerouting())
     register(ToolRunner())
     register(LazyLoad())
     register(ThreadBound())

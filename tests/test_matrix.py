@@ -67,13 +67,15 @@ def test_fast_lane_is_the_ci_lane(matrix: m.Matrix) -> None:
         for v in ("0.30", "0.36")
     }
     expected |= {"llm036-echo", "llm030-echo-04", "llm029-markov"}
+    # real llama.cpp generation in CI: one llm version, on the portable wheel the lane builds
+    expected |= {"llm036-smollm2"}
     # the controls and the local-weights cell also run in process isolation (issue 8)
     expected |= {
         f"{m.env_factor(v)}-{cell}-process"
         for cell in ("markov", "mrchatterbox")
         for v in ("0.30", "0.36")
     }
-    expected |= {"llm036-echo-process", "llm030-echo-04-process"}
+    expected |= {"llm036-echo-process", "llm030-echo-04-process", "llm036-smollm2-process"}
     assert names == expected
 
 

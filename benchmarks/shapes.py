@@ -1,0 +1,196 @@
+"""Model shapes: tokens per second of a model doing about 1 ms of work per token, sync vs adapted.
+
+Two shapes stand for the models the thread path exists for:
+
+- ``gil``: pure-Python work that holds the GIL (a Python tokenizer or sampler, a pure-Python
+  model such as llm-markov at scale);
+- ``nogil``: native work that releases the GIL (``hashlib`` over 1 MiB per token, as torch or
+  llama.cpp release it while they compute).
+
+Each reply is ``TOKENS`` tokens; every contender does exactly the same work per token (a fixed
+number of steps, not a calibrated time, so the 0.1 environment does the same work too).
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from typing import Any
+
+from .contenders import PROCESS_ENV
+from .spec import Config, Job, JobResult, find
+from .stats import DASH, TIMES, fmt, paired_ratio, spread
+
+NAME = "shapes"
+TITLE = "Model shapes (about 1 ms of work per token)"
+HEADLINE = "tokens_per_s"
+CONTENDERS = ("sync", "adapter", "process", "v0.1")
+TOKENS = {"full": 500, "quick": 200, "tiny": 5}
+REPEATS = {"full": 9, "quick": 5, "tiny": 1}
+SHAPES: dict[str, dict[str, Any]] = {
+    "gil": {
+        "options": {"work": 40_000},
+        "note": "40,000 steps of a pure-Python loop per token (holds the GIL)",
+    },
+    "nogil": {
+        "options": {"hash_kib": 1024},
+        "note": "sha256 over 1 MiB per token (hashlib releases the GIL)",
+    },
+}
+
+
+def plan(cfg: Config) -> list[Job]:
+    repeats = cfg.n_repeats(REPEATS)
+    jobs = []
+    for shape, spec in SHAPES.items():
+        params = {"chunks": cfg.pick(TOKENS), **spec["options"]}
+        jobs += [
+            Job(
+                NAME,
+                shape,
+                shape,
+                c,
+                params,
+                env=PROCESS_ENV if c == "process" else (),
+                repeats=repeats,
+            )
+            for c in CONTENDERS
+        ]
+    return jobs
+
+
+def measure(contender: str, params: dict[str, Any]) -> Any:
+    from .contenders import model_for
+
+    model = model_for(contender)
+    options = {k: v for k, v in params.items() if k != "chunks"}
+    chunks = int(params["chunks"])
+    if contender == "sync":
+        cpu = cpu_now()
+        start = time.perf_counter()
+        first = None
+        count = 0
+        for _ in model.prompt("bench", chunks=chunks, **options):
+            if first is None:
+                first = time.perf_counter() - start
+            count += 1
+        return _sample(count, time.perf_counter() - start, first, chunks, cpu)
+    return _measure_async(model, chunks, options, contender == "process")
+
+
+async def _measure_async(
+    model: Any, chunks: int, options: dict[str, Any], in_worker: bool = False
+) -> dict[str, Any]:
+    """``in_worker``: the process contender; its CPU is the worker's, so CPU and switches
+    here count only this process's side, and the worker's resident memory is recorded."""
+    cpu = cpu_now()
+    start = time.perf_counter()
+    first = None
+    count = 0
+    async for _ in model.prompt("bench", chunks=chunks, **options):
+        if first is None:
+            first = time.perf_counter() - start
+        count += 1
+    sample = _sample(count, time.perf_counter() - start, first, chunks, cpu)
+    if in_worker:
+        from .contenders import worker_rss_mib
+
+        sizes = worker_rss_mib()
+        sample["worker_rss_mib"] = max(sizes) if sizes else None
+    return sample
+
+
+def cpu_now() -> tuple[float, int]:
+    """CPU time of the whole process (every thread) and its voluntary context switches."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return time.process_time(), usage.ru_nvcsw
+
+
+def _sample(
+    count: int, seconds: float, first: float | None, expected: int, cpu_start: tuple[float, int]
+) -> dict[str, Any]:
+    if count != expected:
+        raise AssertionError(f"expected {expected} tokens, got {count}")
+    cpu, switches = cpu_now()
+    return {
+        # Per token, CPU time and the times a thread of this process blocked (GIL, lock or
+        # select hand-overs): unlike tokens/s they hardly depend on what else the machine
+        # runs, so they show the adapter's cost when the machine is busy.
+        "cpu_ms_per_token": (cpu - cpu_start[0]) / count * 1000,
+        "switches_per_token": (switches - cpu_start[1]) / count,
+        "tokens": count,
+        "seconds": seconds,
+        "tokens_per_s": count / seconds,
+        "ms_per_token": seconds / count * 1000,
+        "first_token_ms": first * 1000 if first is not None else None,
+    }
+
+
+def summarize(results: list[JobResult], cfg: Config) -> dict[str, Any]:
+    rows = []
+    for shape in SHAPES:
+        sync = find(results, shape, "sync")
+        v01 = find(results, shape, "v0.1")
+        base = sync.values("tokens_per_s") if sync else []
+        base_v01 = v01.values("tokens_per_s") if v01 else []
+        for contender in CONTENDERS:
+            result = find(results, shape, contender)
+            if result is None or not result.samples:
+                continue
+            mine = result.values("tokens_per_s")
+            rows.append(
+                {
+                    "shape": shape,
+                    "contender": contender,
+                    "tokens_per_s": spread(mine),
+                    "ms_per_token": spread(result.values("ms_per_token"))["median"],
+                    "cpu_ms_per_token": spread(result.values("cpu_ms_per_token"))["median"],
+                    "switches_per_token": spread(result.values("switches_per_token"))["median"],
+                    "cpu_vs_sync": paired_ratio(
+                        sync.values("cpu_ms_per_token") if sync else [],
+                        result.values("cpu_ms_per_token"),
+                    ),
+                    "vs_sync": paired_ratio(mine, base),
+                    "vs_v01": paired_ratio(mine, base_v01),
+                    "worker_rss_mib": spread(result.values("worker_rss_mib"))["median"],
+                }
+            )
+    return {
+        "tokens": cfg.pick(TOKENS),
+        "rows": rows,
+        "notes": {shape: spec["note"] for shape, spec in SHAPES.items()},
+    }
+
+
+def markdown(summary: dict[str, Any]) -> list[str]:
+    lines = [
+        f"Tokens per second over {summary['tokens']} tokens per reply (min{DASH}max of repeats "
+        'in brackets); "vs sync" and "vs 0.1" are medians of per-round ratios (contenders '
+        "alternate within each round). CPU ms/token is the process's CPU time (all threads) "
+        'per token; "CPU: sync / this" above 1 means this contender spends less CPU per token '
+        "than llm's sync path (a figure that holds on a busy machine, where tokens/s does not); "
+        "blocking switches are the voluntary context switches of the process per token.",
+        "",
+        "| shape | contender | tokens/s | ms/token | vs sync | vs 0.1 | CPU ms/token | "
+        "CPU: sync / this | blocking switches/token |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in summary["rows"]:
+        tps = row["tokens_per_s"]
+        lines.append(
+            f"| {row['shape']} | {row['contender']} | "
+            f"{fmt(tps['median'])} [{fmt(tps['min'])}{DASH}{fmt(tps['max'])}] | "
+            f"{fmt(row['ms_per_token'], 3)} | {fmt(row['vs_sync'], 3, TIMES)} | "
+            f"{fmt(row['vs_v01'], 3, TIMES)} | {fmt(row['cpu_ms_per_token'], 3)} | "
+            f"{fmt(row['cpu_vs_sync'], 3, TIMES)} | {fmt(row['switches_per_token'], 2)} |"
+        )
+    lines += [""] + [f"- {shape}: {note}." for shape, note in summary["notes"].items()]
+    rss = [r for r in summary["rows"] if r["contender"] == "process"]
+    if rss:
+        lines.append(
+            "- process: the model runs in a warm worker (`LLM_ASYNC_ISOLATION=process`); CPU "
+            "and switches above are this process's side only; worker RSS "
+            + ", ".join(f"{r['shape']} {fmt(r.get('worker_rss_mib'))} MiB" for r in rss)
+            + "."
+        )
+    return lines
