@@ -65,6 +65,7 @@ _CELL_FIELDS = frozenset(
         "capabilities",
         "expected_failures",
         "isolation",
+        "isolation_lanes",
     }
 )
 
@@ -114,6 +115,8 @@ class Cell:
     pending: str | None = None
     notes: str = ""
     isolation: list[str] = field(default_factory=lambda: [DEFAULT_ISOLATION])
+    # mode -> the only lanes that mode's envs join (default: every lane of the cell)
+    isolation_lanes: dict[str, list[str]] = field(default_factory=dict)
     tests: list[str] = field(default_factory=list)
 
 
@@ -237,13 +240,17 @@ class Matrix:
                 legacy = self.is_legacy(version)
                 # On a legacy llm the adapter is inactive: there is no mode to tell apart.
                 for isolation in [DEFAULT_ISOLATION] if legacy else cell.isolation:
+                    allowed = cell.isolation_lanes.get(isolation)
+                    mode_lanes = [lane for lane in env_lanes if allowed is None or lane in allowed]
+                    if selected is not None and not selected.intersection(mode_lanes):
+                        continue
                     result.append(
                         Env(
                             name=env_name(cell.name, version, isolation),
                             cell=cell,
                             llm_version=version,
                             legacy=legacy,
-                            lanes=env_lanes,
+                            lanes=mode_lanes,
                             python=cell.python or self.python,
                             requirements=self.requirements(cell, version),
                             isolation=isolation,
@@ -417,6 +424,16 @@ def _load_cell(name: str, data: Any, matrix: dict[str, Any], where: str) -> Cell
             )
     if not isolation:
         raise reader.fail("isolation", "must list at least one mode")
+    isolation_lanes: dict[str, list[str]] = {}
+    for mode, modes_lanes in reader.table("isolation_lanes").items():
+        key = f"isolation_lanes.{mode}"
+        if mode not in isolation:
+            raise reader.fail(key, f"the cell does not run in mode {mode!r}")
+        chosen = _Reader({key: modes_lanes}, where).strings(key)
+        unknown = [lane for lane in chosen if lane not in lanes]
+        if unknown:
+            raise reader.fail(key, f"lane(s) {unknown} are not lanes of the cell")
+        isolation_lanes[mode] = chosen
 
     samples = _load_samples(reader.table("samples"), f"{where}, field 'samples'")
 
@@ -454,6 +471,7 @@ def _load_cell(name: str, data: Any, matrix: dict[str, Any], where: str) -> Cell
         pending=pending,
         notes=notes,
         isolation=isolation,
+        isolation_lanes=isolation_lanes,
         tests=tests,
     )
 

@@ -75,7 +75,7 @@ def test_fast_lane_is_the_ci_lane(matrix: m.Matrix) -> None:
         for cell in ("markov", "mrchatterbox")
         for v in ("0.30", "0.36")
     }
-    expected |= {"llm036-echo-process", "llm030-echo-04-process", "llm036-smollm2-process"}
+    expected |= {"llm036-echo-process", "llm030-echo-04-process"}
     assert names == expected
 
 
@@ -280,6 +280,14 @@ def test_invalid_toml_is_reported(tmp_path: Path) -> None:
         (
             lambda d: d["cells"]["eliza"].update(isolation=[]),
             "cell 'eliza', field 'isolation': must list at least one mode",
+        ),
+        (
+            lambda d: d["cells"]["eliza"].update(isolation_lanes={"process": ["matrix"]}),
+            "cell 'eliza', field 'isolation_lanes.process': the cell does not run in mode",
+        ),
+        (
+            lambda d: d["cells"]["markov"].update(isolation_lanes={"process": ["llamacpp"]}),
+            "cell 'markov', field 'isolation_lanes.process': lane(s) ['llamacpp'] are not lanes",
         ),
         (lambda d: d.update(schema=2), "field 'schema': must be 1"),
         (lambda d: d["cells"].update({"Markov": {}}), "cell name 'Markov' must be lower-case"),
