@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from . import adapter, capabilities, expectations, runconfig, samples, subject
+from . import adapter, capabilities, expectations, preflight, runconfig, samples, subject
 from .clauses.cancellation import CancellationClauses
 from .clauses.concurrency import ConcurrencyClauses
 from .clauses.conversation import ConversationClauses
@@ -18,11 +18,14 @@ from .clauses.hook import HookClauses
 from .clauses.hygiene import HygieneClauses
 from .clauses.inputs import InputClauses
 from .clauses.keys import KeyClauses
+from .clauses.logs import LogsClauses
 from .clauses.loop import LoopClauses
 from .clauses.options import OptionsClauses
+from .clauses.process import ProcessClauses
 from .clauses.streaming import StreamingClauses
 from .clauses.suite import SuiteClauses
 from .clauses.timeouts import TimeoutClauses
+from .clauses.worker import WorkerClauses
 from .context import RELEASE_BOUND, Bench, Context
 from .hermetic import hermetic
 from .instrument import Instrument
@@ -38,6 +41,7 @@ class _Derive:
 
 DERIVE: Any = _Derive()
 EXPECTATIONS_KEY = pytest.StashKey[dict[type, expectations.Expectations]]()
+PREFLIGHT_KEY = pytest.StashKey[dict[str, str | None]]()
 
 
 def _class_value(cls: type, name: str) -> Any:
@@ -65,10 +69,28 @@ def class_expectations(cls: type, config: pytest.Config) -> expectations.Expecta
     return cache[cls]
 
 
+def run_preflight(config: pytest.Config, bench: Bench) -> None:
+    """Stop the session (exit code 2) when the sample prompt fails on the sync model alone."""
+    assert bench.models is not None and bench.samples is not None
+    sample = bench.samples
+    options = dict(sample.prompt_options)
+    key = repr((bench.models.model_id, sample.prompt, sample.system, sorted(options.items())))
+    done = config.stash.setdefault(PREFLIGHT_KEY, {})
+    if key not in done:
+        done[key] = preflight.failure(
+            bench.models.model_id, bench.models.sync, sample.prompt, sample.system, options
+        )
+    if done[key] is not None:
+        pytest.exit(done[key], returncode=preflight.EXIT_CODE)
+
+
 class SyncModelConformance(
     HygieneClauses,
     LoopClauses,
+    ProcessClauses,
+    LogsClauses,
     ConcurrencyClauses,
+    WorkerClauses,
     InputClauses,
     ConversationClauses,
     ErrorClauses,
@@ -201,6 +223,7 @@ class SyncModelConformance(
                 )
                 yield bench
                 return
+            run_preflight(request.config, bench)
             bench.caps = capabilities.derive(bench.models.sync, overrides)
             if bench.caps.values.get("model_concurrency") is None:
                 bench.caps.set(

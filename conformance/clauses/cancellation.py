@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from .. import features
-from ..context import Context
+from ..context import Context, quiet_loop
 from ..instrument import Plan, Record
 from ..marks import clause
 from ..waiting import LoopThread, async_wait_until, wait_event
@@ -45,6 +45,20 @@ async def _first_chunk(response: Any, ctx: Context) -> tuple[Any, Record]:
     if not await wait_event(record.gate_reached, BOUND):
         pytest.fail("the sync generator never asked for its second chunk", pytrace=False)
     return iterator, record
+
+
+def close_problem(error: BaseException) -> str:
+    """What the model's own generator did when it was closed, naming the real exception."""
+    text = f"{type(error).__name__}: {error}"
+    if isinstance(error, RuntimeError) and "ignored GeneratorExit" in str(error):
+        return (
+            f"the model's generator did not close cleanly: {text} (it catches GeneratorExit "
+            "and keeps yielding)"
+        )
+    return (
+        f"the model's generator did not close cleanly: its clean-up raised {text} when closed "
+        "(a finally or except GeneratorExit block that fails)"
+    )
 
 
 def _check_closed(
@@ -81,11 +95,7 @@ def _check_closed(
         if record.end_thread == threading.main_thread().name:
             problems.append("the generator ran or was closed on the event loop's thread")
         if record.real_close_error is not None:
-            problems.append(
-                "the model's generator did not close cleanly: "
-                f"{type(record.real_close_error).__name__}: {record.real_close_error} (it "
-                "catches GeneratorExit and keeps yielding)"
-            )
+            problems.append(close_problem(record.real_close_error))
         if ctx.is_twin(ctx.twin()) and record.cancelled_after_gate is False:
             problems.append("llm_all_models_async.cancelled() was False after the stop")
     assert not problems, f"{how}: " + "; ".join(problems)
@@ -162,6 +172,55 @@ class CancellationClauses:
             return stop, record
 
         _scenario(ctx, "task.cancel()", stopper)
+
+    @clause("cancellation.at_yield")
+    def test_cancellation_at_yield(self, llm_conformance: Context) -> None:
+        """The other state a stop can find: the model suspended at a ``yield``, the worker
+        waiting for buffer room, nobody inside ``next()``.  An adapter that closes the
+        generator itself when it is not running would close it on the event loop's thread."""
+        ctx = llm_conformance
+        for name in ("LLM_ASYNC_STALL_TIMEOUT", "LLM_ASYNC_IDLE_TIMEOUT", "LLM_ASYNC_TIMEOUT"):
+            ctx.monkeypatch.delenv(name, raising=False)
+        ctx.monkeypatch.setenv("LLM_ASYNC_BUFFER", "1")
+        plan = ctx.use(Plan(pad_to=PAD))
+        twin = ctx.twin()
+
+        async def main() -> tuple[Stop, Record]:
+            response = twin.prompt(ctx.samples.prompt, **ctx.prompt_kwargs())
+            got_one = asyncio.Event()
+            never = asyncio.Event()
+
+            async def consume(stream: Any) -> None:
+                async for _ in stream:
+                    got_one.set()
+                    await never.wait()  # stops reading: the buffer fills, the worker waits
+
+            task = asyncio.create_task(consume(response))
+            try:
+                await asyncio.wait_for(got_one.wait(), BOUND)
+            except asyncio.TimeoutError:
+                task.cancel()
+                pytest.fail(f"no first chunk within {BOUND:g}s; cannot test stopping")
+            record = ctx.records(1)[0]
+            if not await async_wait_until(lambda: record.at_yield, BOUND):
+                pytest.fail("the generator never stayed suspended at a yield", pytrace=False)
+            gone = weakref.ref(response)
+            record.mark_stop()
+            stopped_at = time.monotonic()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            del task, response  # the cancelled task's traceback holds the consumer's frame
+            collected = await async_wait_until(lambda: gc.collect() >= 0 and gone() is None, BOUND)
+            for _ in range(5):  # let the loop run the async generator's aclose()
+                await asyncio.sleep(0)
+            # Not a release measurement: the consumer was not waiting on the stream.
+            stop = Stop(time.monotonic() - stopped_at if collected else None, True)
+            plan.release()
+            await async_wait_until(record.done.is_set, BOUND)
+            return stop, record
+
+        stop, record = ctx.loop(main)
+        _check_closed(ctx, record, stop, "cancelling a consumer that stopped reading", BOUND)
 
     @clause("cancellation.wait_for")
     def test_cancellation_wait_for(self, llm_conformance: Context) -> None:
@@ -274,6 +333,7 @@ class CancellationClauses:
         left: dict[str, float] = {}
 
         async def main() -> None:
+            quiet_loop(ctx.bench.loop_errors)
             response = twin.prompt(ctx.samples.prompt, **ctx.prompt_kwargs())
             started = asyncio.Event()
 

@@ -26,10 +26,12 @@ def test_every_clause_has_exactly_one_standard_test() -> None:
         assert name == "test_" + clause_id.replace(".", "_")
 
 
-def test_readme_documents_every_clause() -> None:
+def test_readme_documents_every_clause_and_its_fix() -> None:
     text = README.read_text()
-    documented = set(re.findall(r"^\| `([a-z_]+\.[a-z_]+)` \|", text, flags=re.M))
-    assert documented == set(CLAUSES)
+    rows = re.findall(r"^\| `([a-z_]+\.[a-z_]+)` \| (.+) \| (.+) \|$", text, flags=re.M)
+    assert {clause_id for clause_id, _, _ in rows} == set(CLAUSES)
+    for clause_id, summary, fix in rows:
+        assert (summary, fix) == (CLAUSES[clause_id].summary, CLAUSES[clause_id].fix)
     assert GROUPS[0] == "suite"
 
 
@@ -74,6 +76,32 @@ def test_expectations_sources_and_validation(tmp_path: Path) -> None:
     )
     other = expectations.load(model_id="other", pyproject=pyproject)
     assert "hygiene.fds" not in other.entries
+
+
+def test_expected_failure_entries_match_their_failure() -> None:
+    found = expectations.Expectations()
+    found.add(
+        {
+            "hygiene.fds": "file descriptor(s) left open",
+            "hygiene.threads": {"reason": "keeps a pool", "match": r"thread\(s\) left .* \['pool"},
+            "loop.responsive": {"reason": "x", "match": "("},
+            "hygiene.children": {"reason": "x", "mtach": "typo"},
+            "streaming.order": {"match": "no reason"},
+            "streaming.no_stream": 3,
+        },
+        "TestM.expected_failures",
+    )
+    assert set(found.entries) == {"hygiene.fds", "hygiene.threads"}
+    fds, threads = found.entries["hygiene.fds"], found.entries["hygiene.threads"]
+    assert fds.matches("File descriptor(s)  left OPEN: {7: 'pipe'}")
+    assert not fds.matches("hygiene.fds: a normal prompt failed")
+    assert threads.matches("thread(s) left behind after 10s: ['pool-1']")
+    assert not threads.matches("thread(s) left behind after 10s: ['llm-async:m']")
+    problems = " | ".join(found.problems)
+    assert "'loop.responsive': match '(' is not a regex" in problems
+    assert "'hygiene.children' has unknown key(s) ['mtach']" in problems
+    assert "'streaming.order' needs a non-empty reason" in problems
+    assert "'streaming.no_stream' must be a reason string or a table" in problems
 
 
 def test_samples_reject_unknown_names() -> None:
