@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from . import adapter, capabilities, subject
+from . import adapter, capabilities, samples, subject
 from .capabilities import Capabilities
 from .hermetic import Hermetic
 from .instrument import Instrument, Plan, Record
@@ -36,6 +36,7 @@ class Bench:
     cell: str | None = None
     loop_errors: list[str] = field(default_factory=list)
     _determinism: dict[str, bool] = field(default_factory=dict)
+    _verdicts: dict[str, str | None] = field(default_factory=dict)
     _references: dict[Any, RunResult] = field(default_factory=dict)
 
     def reseed(self) -> None:
@@ -164,7 +165,8 @@ class Context:
         return cached
 
     def deterministic(self, *, reseeded: bool = True) -> bool:
-        """Declared, or measured by running the sync model twice (reseeding or not)."""
+        """Declared, or measured: two runs on fresh sync instances say the same (text and
+        chunks; the rest of the response, e.g. its JSON with a fresh id, does not count)."""
         declared = self.caps.values.get("deterministic")
         if declared is not None:
             return bool(declared)
@@ -174,13 +176,71 @@ class Context:
             if not reseeded:
                 self.samples.seed = None
             try:
+                # A settling run first: a model that carries state from an unfinished earlier
+                # prompt shows it once, which is not randomness (see carried_state).
+                self.sync_run()
                 first, second = self.sync_run(), self.sync_run()
             finally:
                 self.samples.seed = saved
-            self.bench._determinism[key] = (
-                first.error is None and first.comparable() == second.comparable()
-            )
+            self.bench._determinism[key] = first.error is None and first.said() == second.said()
         return self.bench._determinism[key]
+
+    def nondeterminism(self) -> str:
+        """Why the model is compared on shape, for the clause's message."""
+        sampling = samples.sampling_options(self.caps.option_fields(), self.samples.prompt_options)
+        if sampling:
+            return (
+                f"a sampling model ({sampling}): two sync runs with the same seed say different "
+                "things, so it is compared on shape"
+            )
+        return (
+            "two sync runs with the same seed say different things (a random generator the "
+            "suite does not reseed, or state carried from one prompt to the next), so it is "
+            "compared on shape"
+        )
+
+    def carried_state(self) -> str | None:
+        """Whether the sync model alone answers differently after a cancelled or failed prompt.
+
+        Asked when an exact comparison fails, to tell a model that carries state between
+        prompts (a shared cache, a half-finished generation) apart from an adapter defect.
+        Runs on llm's sync path only; None when the answer does not change.
+        """
+        if "state" in self.bench._verdicts:
+            return self.bench._verdicts["state"]
+        found: str | None = None
+        self.instrument.use(Plan())
+        before = self.sync_run()
+        if before.error is None:
+            response = self.sync().prompt(self.samples.prompt, **self.prompt_kwargs())
+            stream = iter(response)
+            next(stream, None)
+            stream.close()  # a cancelled prompt: the generator is closed after one chunk
+            del stream, response
+            after = self.sync_run()
+            if after.said() != before.said():
+                found = f"after a cancelled prompt its answer {before.text!r} became {after.text!r}"
+            elif self.samples.failing_prompt is not None:
+                self.sync_run(self.samples.failing_prompt)
+                after = self.sync_run()
+                if after.said() != before.said():
+                    found = (
+                        f"after a failed prompt its answer {before.text!r} became {after.text!r}"
+                    )
+        self.instrument.use(Plan())
+        self.bench._verdicts["state"] = found
+        return found
+
+    def state_note(self) -> str:
+        """A message suffix naming carried state when the sync model shows it, else ''."""
+        found = self.carried_state()
+        if found is None:
+            return ""
+        return (
+            f" -- the model carries state between prompts: on llm's sync path alone, without "
+            f"the adapter, {found}; a plugin finding (reset per-request state at the start "
+            "of execute()), not randomness and not the adapter"
+        )
 
     # -- instrument records ----------------------------------------------------------------
 

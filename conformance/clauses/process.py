@@ -131,9 +131,23 @@ class ProcessClauses:
                 pytrace=False,
             )
         if result.returncode != 0:
+            sync = childrun.run_prompt(
+                ctx.model_id,
+                ctx.samples.prompt,
+                mode="sync",
+                system=ctx.samples.system,
+                options=dict(ctx.samples.prompt_options),
+            )
+            who = (
+                f"; on llm's sync path alone the child {sync.describe()} too: a plugin or "
+                "native-library problem, not the adapter"
+                if sync.returncode != 0
+                else "; on llm's sync path alone the child exits cleanly: the async run "
+                "(its worker threads) leaves something running at shutdown"
+            )
             pytest.fail(
                 f"{where} after answering: the process aborted or crashed at exit (threads or "
-                "native resources the model leaves running at interpreter shutdown)"
+                f"native resources left running at interpreter shutdown){who}"
                 + (f"; stderr: {tail}" if tail else ""),
                 pytrace=False,
             )

@@ -76,9 +76,10 @@ class WorkerClauses:
         plan = ctx.use(Plan(synthetic=("a ", "b "), gate_after=1))
         twin = ctx.twin()
         prompts = [f"{ctx.samples.prompt} [{index}]" for index in range(WAITING + 1)]
+        kwargs = ctx.prompt_kwargs()
 
         async def main() -> tuple[int, list[Any]]:
-            tasks = [asyncio.ensure_future(_consume(twin.prompt(prompts[0])))]
+            tasks = [asyncio.ensure_future(_consume(twin.prompt(prompts[0], **kwargs)))]
             try:
                 holding = await async_wait_until(
                     lambda: (
@@ -90,7 +91,7 @@ class WorkerClauses:
                 if not holding:
                     pytest.fail(f"the first prompt never started within {BOUND:g}s")
                 for prompt in prompts[1:]:
-                    tasks.append(asyncio.ensure_future(_consume(twin.prompt(prompt))))
+                    tasks.append(asyncio.ensure_future(_consume(twin.prompt(prompt, **kwargs))))
                     for _ in range(SETTLE_TICKS):  # let it reach the adapter's queue
                         await asyncio.sleep(0)
                 started_while_held = len(ctx.instrument.records)

@@ -29,6 +29,27 @@ class TestSingleTurn(TestGood):
     model_id = "conformance-single-turn"
 """
 
+VERDICTS = """
+from conformance import SyncModelConformance
+
+
+class TestSampling(SyncModelConformance):
+    model_id = "conformance-sampling"
+
+
+class TestFreshId(SyncModelConformance):
+    model_id = "conformance-fresh-id"
+
+
+class TestRequiredOption(SyncModelConformance):
+    model_id = "conformance-required-option"
+    prompt_options = {"voice": "calm"}
+
+
+class TestRequiredOptionAgain(TestRequiredOption):
+    pass
+"""
+
 # Clauses that cannot apply to these models, and the words their skip reason must contain.
 EXPECTED_SKIPS: dict[str, dict[str, str]] = {
     "conformance-good": {
@@ -70,3 +91,25 @@ def test_good_models_pass_every_applicable_clause(run_suite: Any) -> None:
     run.result.stdout.fnmatch_lines(
         ["*llm conformance: conformance-good*", "*streaming.incremental*PASS*"]
     )
+
+
+def test_verdicts_on_sampling_fresh_ids_and_required_options(
+    run_suite: Any, pytester: pytest.Pytester
+) -> None:
+    selection = "differential_output or concurrency_same_results or options_defaults"
+    run = run_suite(VERDICTS, "-k", selection)
+    assert run.result.ret == 0, "\n".join(run.result.outlines[-40:])
+    sampling = run.reason("conformance-sampling", "differential.output")
+    assert "a sampling model (temperature=0.7)" in sampling
+    assert "compared on shape" in sampling
+    same = run.reason("conformance-sampling", "concurrency.same_results")
+    assert "each got exactly what its execute() yielded" in same
+    # A fresh id in the response JSON does not make an HTTP-like model nondeterministic.
+    assert "identical" in run.reason("conformance-fresh-id", "differential.output")
+    assert "rejected alike: ValidationError" in run.reason(
+        "conformance-required-option", "options.defaults"
+    )
+    # Two classes for one model id: one report each.
+    names = sorted(path.name for path in pytester.path.glob("report-*.json"))
+    assert "report-conformance-required-option-TestRequiredOption.json" in names
+    assert "report-conformance-required-option-TestRequiredOptionAgain.json" in names

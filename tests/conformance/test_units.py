@@ -191,6 +191,9 @@ def test_json_report_paths_and_shape(tmp_path: Path) -> None:
     two = ClassRun("b", "two", "cell")
     written = jsonreport.write(tmp_path / "r.json", [one, two])
     assert [p.name for p in written] == ["r-m_one.json", "r-two.json"]
+    again = ClassRun("t.py::TestOther", "m/one", None)
+    names = [p.name for p, _ in jsonreport.paths_for(tmp_path / "r.json", [one, two, again])]
+    assert names == ["r-m_one-a.json", "r-two.json", "r-m_one-TestOther.json"]
     data = jsonreport.build(one)
     assert data["summary"] == {"failed": 1}
     assert data["clauses"] == [
