@@ -202,8 +202,17 @@ class CancellationClauses:
                 task.cancel()
                 pytest.fail(f"no first chunk within {BOUND:g}s; cannot test stopping")
             record = ctx.records(1)[0]
-            if not await async_wait_until(lambda: record.at_yield, BOUND):
-                pytest.fail("the generator never stayed suspended at a yield", pytrace=False)
+            await async_wait_until(lambda: record.at_yield or record.done.is_set(), BOUND)
+            if not record.at_yield:
+                task.cancel()
+                plan.release()
+                pytest.fail(
+                    "the consumer stopped reading after one chunk (LLM_ASYNC_BUFFER=1), yet the "
+                    f"generator {record.describe_end() if record.done.is_set() else 'kept running'}"
+                    ": the worker does not wait for buffer room, so no stream was left paused "
+                    "at a yield to stop (see worker.buffer)",
+                    pytrace=False,
+                )
             gone = weakref.ref(response)
             record.mark_stop()
             stopped_at = time.monotonic()

@@ -206,3 +206,49 @@ def test_json_report_paths_and_shape(tmp_path: Path) -> None:
         }
     ]
     assert data["started"].endswith("Z")
+
+
+def test_process_state_names_each_change_and_restores_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import logging
+    import os
+    import warnings
+
+    from conformance.resources import ProcessState
+
+    logger = logging.getLogger("conformance.units.probe")
+    logger.setLevel(logging.INFO)
+    before = ProcessState.take()
+    assert before.changes_since(before) == []
+    monkeypatch.setenv("CONFORMANCE_UNITS_PROBE", "x")
+    logger.setLevel(logging.ERROR)
+    logging.getLogger("conformance.units.created.later").setLevel(logging.ERROR)
+    warnings.simplefilter("ignore", UserWarning)
+    monkeypatch.chdir(tmp_path)
+    changes = ProcessState.take().changes_since(before)
+    assert changes == [
+        "logger conformance.units.probe: level INFO -> ERROR",
+        "warning filters changed "
+        f"({len(before.warning_filters)} -> {len(before.warning_filters) + 1} entries)",
+        "os.environ changed: CONFORMANCE_UNITS_PROBE",
+        f"the working directory changed from {before.cwd} to {tmp_path}",
+    ]
+    before.restore()
+    assert ProcessState.take().changes_since(before) == []
+    assert "CONFORMANCE_UNITS_PROBE" not in os.environ
+
+
+def test_isolation_mode_and_sampling_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conformance.clauses.process import isolation_mode
+
+    monkeypatch.delenv("LLM_ASYNC_ISOLATION", raising=False)
+    assert isolation_mode("markov") == "thread"
+    monkeypatch.setenv("LLM_ASYNC_ISOLATION", "process")
+    assert isolation_mode("markov") == "process"
+    fields = {
+        "temperature": SimpleNamespace(default=0.0),
+        "seed": SimpleNamespace(default=None),
+    }
+    assert samples.sampling_options(fields, {"temperature": 0.8, "seed": 1}) == "temperature=0.8"
+    assert samples.sampling_options(fields, {}) == "seed unset"
