@@ -32,6 +32,7 @@ class Bench:
     instrument: Instrument | None = None
     reseed_hook: Callable[[int], None] | None = None
     setup_error: str | None = None
+    setup_skip: str | None = None  # the preflight failed (xdist worker): every clause skips
     inactive_reason: str | None = None
     cell: str | None = None
     loop_errors: list[str] = field(default_factory=list)

@@ -25,6 +25,7 @@ from .outcomes import MISMATCH_ATTR, ClassRun, ClauseResult, apply
 
 ALLOWED_HOSTS = ["127.0.0.1", "::1", "localhost"]
 RUNS_KEY = pytest.StashKey[dict[str, ClassRun]]()
+PREFLIGHT_KEY = pytest.StashKey[list[str]]()  # preflight failures reported by xdist workers
 CLAUSE_KEY = pytest.StashKey[str]()
 REPORT_ATTRIBUTE = "llm_conformance"  # set on clause reports; xdist ships it to the controller
 COLLECTOR = "llm-conformance-collector"
@@ -280,7 +281,21 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         config.pluginmanager.unregister(collector)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist controller: collect a worker's preflight failure (see standard.run_preflight)."""
+    from .preflight import WORKER_KEY
+
+    message = (getattr(node, "workeroutput", None) or {}).get(WORKER_KEY)
+    found = node.config.stash.setdefault(PREFLIGHT_KEY, [])
+    if message and message not in found:
+        found.append(message)
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    for message in config.stash.get(PREFLIGHT_KEY, []):
+        terminalreporter.section("llm conformance preflight failed", red=True)
+        terminalreporter.write_line(message)
     runs = [run for run in config.stash.get(RUNS_KEY, {}).values() if run.clauses]
     if not runs:
         return
@@ -300,10 +315,16 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             terminalreporter.write_line(f"JSON report: {written}")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Write the JSON report also when the terminal summary is not shown (e.g. -p no:terminal);
-    xdist's controller writes it for all workers."""
+    xdist's controller writes it for all workers; a preflight failure under xdist makes the
+    exit code 2, as without xdist."""
     config = session.config
+    if config.stash.get(PREFLIGHT_KEY, []):
+        from .preflight import EXIT_CODE
+
+        session.exitstatus = EXIT_CODE
     if hasattr(config, "workerinput"):
         return
     path = config.getoption(runconfig.OPT_REPORT, None)

@@ -14,6 +14,7 @@ from typing import Any
 from .childrun import ChildResult, run_prompt
 
 EXIT_CODE = 2
+WORKER_KEY = "llm_conformance_preflight"  # xdist: the failure, sent to the controller
 CONNECTION_WORDS = ("connection refused", "connecterror", "failed to establish", "connect call")
 
 

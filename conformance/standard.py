@@ -80,8 +80,17 @@ def run_preflight(config: pytest.Config, bench: Bench) -> None:
         done[key] = preflight.failure(
             bench.models.model_id, bench.models.sync, sample.prompt, sample.system, options
         )
-    if done[key] is not None:
-        pytest.exit(done[key], returncode=preflight.EXIT_CODE)
+    message = done[key]
+    if message is None:
+        return
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is None:
+        pytest.exit(message, returncode=preflight.EXIT_CODE)
+    # An xdist worker: pytest.exit there reads as a crashed worker.  Hand the message to the
+    # controller (plugin.pytest_testnodedown), which prints it once and exits with 2; this
+    # worker's clauses of the model skip with it.
+    workeroutput[preflight.WORKER_KEY] = message
+    bench.setup_skip = message
 
 
 class SyncModelConformance(
@@ -224,6 +233,9 @@ class SyncModelConformance(
                 yield bench
                 return
             run_preflight(request.config, bench)
+            if bench.setup_skip:
+                yield bench
+                return
             bench.caps = capabilities.derive(bench.models.sync, overrides)
             if bench.caps.values.get("model_concurrency") is None:
                 bench.caps.set(
@@ -274,6 +286,8 @@ class SyncModelConformance(
         bench = llm_conformance_bench
         if bench.setup_error:
             pytest.fail(bench.setup_error, pytrace=False)
+        if bench.setup_skip:
+            pytest.skip(bench.setup_skip)
         if bench.inactive_reason:
             pytest.skip(bench.inactive_reason)
         assert bench.instrument is not None

@@ -40,3 +40,18 @@ def test_a_crashing_sync_path_is_named_as_such(run_suite: Any) -> None:
     output = " ".join(" ".join(run.result.outlines).split())
     assert "the sync path alone crashed (signal SIGSEGV)" in output, output[-3000:]
     assert "not the adapter" in output
+
+
+def test_under_xdist_the_failure_is_one_message_and_exit_code_2(run_suite: Any) -> None:
+    pytest.importorskip("xdist", reason="needs pytest-xdist (pip install pytest-xdist)")
+    suite = (
+        "from conformance import SyncModelConformance\n\n\n"
+        "class TestNoKey(SyncModelConformance):\n"
+        '    model_id = "conformance-good"\n'
+    )
+    run = run_suite(suite, "-p", "xdist", "-n", "2")
+    assert run.result.ret == 2
+    output = "\n".join(run.result.outlines)
+    assert output.count("llm conformance preflight:") == 1, output[-3000:]
+    assert "crashed" not in output
+    assert "NeedsKeyException" in output
