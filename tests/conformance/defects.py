@@ -13,7 +13,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from llm_all_models_async import bridge, limits, settings
+from llm_all_models_async import bridge, limits, settings, views
 
 
 def close_on_loop_thread() -> None:
@@ -89,12 +89,18 @@ def leak_slot_on_error() -> None:
     bridge._produce = _produce
 
 
+def drop_resolved_model() -> None:
+    """The response view the sync execute() gets swallows set_resolved_model()."""
+    views.SyncResponseView.set_resolved_model = lambda self, model_id: None
+
+
 DEFECTS: dict[str, Callable[[], None]] = {
     "close_on_loop_thread": close_on_loop_thread,
     "no_contextvars": no_contextvars,
     "lifo": lifo,
     "ignore_buffer": ignore_buffer,
     "leak_slot_on_error": leak_slot_on_error,
+    "drop_resolved_model": drop_resolved_model,
 }
 
 

@@ -43,6 +43,7 @@ from pydantic import field_validator
 KEY_ENV_VAR = "CONFORMANCE_GOOD_KEY"
 FAIL_PROMPT = "fail please"
 TOOL_PROMPT = "please use the tool"
+RESOLVED_MODEL = "conformance-good-2026-01"
 
 
 class GoodModelError(Exception):
@@ -99,6 +100,8 @@ class Good(llm.KeyModel):
         if prompt.schema:
             yield json.dumps({"name": "Rex", "age": 3})
             return
+        if hasattr(response, "set_resolved_model"):
+            response.set_resolved_model(RESOLVED_MODEL)  # what `llm logs` shows as resolved
         # Read defensively, so that an adapter without Options (0.1) still streams.
         out = words(prompt) * (getattr(prompt.options, "repeat", None) or 1)
         out.append(f"[turn {len(history) + 1}, {sum(len(h) for h in history)} chars before]")

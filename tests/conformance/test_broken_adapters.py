@@ -42,6 +42,11 @@ CASES: dict[str, tuple[str, dict[str, list[str]], set[str]]] = {
         {"worker.buffer": ["LLM_ASYNC_BUFFER=4", "does not wait for buffer room"]},
         set(),
     ),
+    "drop_resolved_model": (
+        "logs_record",
+        {"logs.record": ["resolved_model: sync 'conformance-good-2026-01', twin None"]},
+        set(),
+    ),
     "leak_slot_on_error": (
         "worker_slot_release",
         {"worker.slot_release": ["before its first chunk", "slot was never released"]},

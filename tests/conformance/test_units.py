@@ -252,3 +252,20 @@ def test_isolation_mode_and_sampling_options(monkeypatch: pytest.MonkeyPatch) ->
     }
     assert samples.sampling_options(fields, {"temperature": 0.8, "seed": 1}) == "temperature=0.8"
     assert samples.sampling_options(fields, {}) == "seed unset"
+
+
+def test_messages_name_the_real_exception() -> None:
+    from conformance.clauses.cancellation import close_problem
+    from conformance.instrument import Record
+
+    ignored = close_problem(RuntimeError("generator ignored GeneratorExit"))
+    assert "catches GeneratorExit and keeps yielding" in ignored
+    failed_close = close_problem(OSError(5, "Input/output error"))
+    assert "OSError: [Errno 5] Input/output error" in failed_close
+    assert "GeneratorExit" not in failed_close
+    record = Record(0, "llm-async:m", 1, {})
+    record.ended_by, record.end_thread = "error", "llm-async:m"
+    record.error = ConnectionResetError("peer closed")
+    assert record.describe_end() == (
+        "ended by error (ConnectionResetError: peer closed) on thread 'llm-async:m'"
+    )
