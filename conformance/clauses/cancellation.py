@@ -62,7 +62,12 @@ def close_problem(error: BaseException) -> str:
 
 
 def _check_closed(
-    ctx: Context, record: Record, stop: Stop, how: str, limit: float = RELEASE_LIMIT
+    ctx: Context,
+    record: Record,
+    stop: Stop,
+    how: str,
+    limit: float = RELEASE_LIMIT,
+    released: str = "caller released",
 ) -> None:
     """The common verdict: prompt release, then a clean close on the worker after <= 1 chunk."""
     problems = []
@@ -99,7 +104,6 @@ def _check_closed(
         if ctx.is_twin(ctx.twin()) and record.cancelled_after_gate is False:
             problems.append("llm_all_models_async.cancelled() was False after the stop")
     assert not problems, f"{how}: " + "; ".join(problems)
-    released = "response collected" if how == "dropping the response" else "caller released"
     ctx.note(
         f"{released} in {stop.released_after * 1000:.1f} ms; generator closed on "
         f"{record.end_thread} after {record.pulled_after_stop} more chunk(s){stop.note}"
@@ -117,6 +121,7 @@ def _scenario(
     how: str,
     stopper: Callable[[Any, Plan], Awaitable[tuple[Stop, Record]]],
     limit: float = RELEASE_LIMIT,
+    released: str = "caller released",
 ) -> None:
     plan = ctx.use(Plan(gate_after=1, pad_to=PAD))
     twin = ctx.twin()
@@ -128,7 +133,7 @@ def _scenario(
             plan.gate.set()
 
     stop, record = ctx.loop(main)
-    _check_closed(ctx, record, stop, how, limit)
+    _check_closed(ctx, record, stop, how, limit, released)
 
 
 class CancellationClauses:
@@ -229,7 +234,14 @@ class CancellationClauses:
             return stop, record
 
         stop, record = ctx.loop(main)
-        _check_closed(ctx, record, stop, "cancelling a consumer that stopped reading", BOUND)
+        _check_closed(
+            ctx,
+            record,
+            stop,
+            "cancelling a consumer that stopped reading",
+            BOUND,
+            "response collected",
+        )
 
     @clause("cancellation.wait_for")
     def test_cancellation_wait_for(self, llm_conformance: Context) -> None:
@@ -332,7 +344,7 @@ class CancellationClauses:
             return stop, record
 
         # Collection takes a full gc pass, slow in big processes: bounded, not timed.
-        _scenario(ctx, "dropping the response", stopper, limit=BOUND)
+        _scenario(ctx, "dropping the response", stopper, BOUND, "response collected")
 
     @clause("cancellation.loop_shutdown")
     def test_cancellation_loop_shutdown(self, llm_conformance: Context) -> None:
