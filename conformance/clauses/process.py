@@ -77,9 +77,10 @@ class ProcessClauses:
             seen.append(("after the stream", ProcessState.take().changes_since(before)))
             return before, seen, error
 
+        outside = ProcessState.take()  # what to put back (asyncio.run restores its own SIGINT)
         with stdio_kept():
-            before, seen, error = ctx.loop(main)
-            before.restore()
+            _, seen, error = ctx.loop(main)
+            outside.restore()
         changed = [(when, found) for when, found in seen if found]
         if changed:
             first_when, first = changed[0]
