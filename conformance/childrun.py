@@ -26,20 +26,25 @@ spec = json.loads(sys.argv[1])
 for entry in reversed(spec["sys_path"]):
     if entry not in sys.path:
         sys.path.insert(0, entry)
-import llm
-for name, target in spec["plugins"]:
-    module_name, _, attribute = target.partition(":")
-    plugin = importlib.import_module(module_name)
-    for part in filter(None, attribute.split(".")):
-        plugin = getattr(plugin, part)
-    if not llm.plugins.pm.is_registered(plugin) and llm.plugins.pm.get_plugin(name) is None:
-        llm.plugins.pm.register(plugin, name=name)
-kwargs = dict(spec["options"])
-if spec["system"] is not None:
-    kwargs["system"] = spec["system"]
 def report(data):
     sys.stdout.write("\n" + spec["mark"] + json.dumps(data) + "\n")
     sys.stdout.flush()
+try:
+    import llm
+    for name, target in spec["plugins"]:
+        module_name, _, attribute = target.partition(":")
+        plugin = importlib.import_module(module_name)
+        for part in filter(None, attribute.split(".")):
+            plugin = getattr(plugin, part)
+        if not llm.plugins.pm.is_registered(plugin) and llm.plugins.pm.get_plugin(name) is None:
+            llm.plugins.pm.register(plugin, name=name)
+except Exception as error:
+    report({"ok": False, "setup": True, "type": type(error).__name__,
+            "module": type(error).__module__, "message": str(error)})
+    sys.exit(1)
+kwargs = dict(spec["options"])
+if spec["system"] is not None:
+    kwargs["system"] = spec["system"]
 try:
     if spec["mode"] == "sync":
         text = llm.get_model(spec["model_id"]).prompt(spec["prompt"], **kwargs).text()
@@ -63,6 +68,11 @@ class ChildResult:
     returncode: int | None  # None: it did not end within the bound
     outcome: dict[str, Any] | None
     stderr_tail: str
+
+    @property
+    def setup_failed(self) -> bool:
+        """The child could not load the plugins this process registered by hand."""
+        return bool(self.outcome and self.outcome.get("setup"))
 
     @property
     def signal_name(self) -> str | None:

@@ -47,11 +47,34 @@ def _advice(result: ChildResult, sync_model: Any) -> str:
     )
 
 
+def _in_process(
+    model_id: str, sync_model: Any, prompt: str, system: str | None, options: dict[str, Any]
+) -> str | None:
+    kwargs: dict[str, Any] = dict(options)
+    if system is not None:
+        kwargs["system"] = system
+    try:
+        sync_model.prompt(prompt, **kwargs).text()
+    except Exception as error:
+        outcome = {"ok": False, "type": type(error).__name__, "message": str(error)}
+        result = ChildResult(1, outcome, "")
+        return (
+            f"llm conformance preflight: the sample prompt {prompt!r} on the sync model "
+            f"{model_id!r} alone (llm's sync path, no adapter) failed: "
+            f"{type(error).__name__}: {error}. No clause can give a verdict. To fix: "
+            f"{_advice(result, sync_model)}."
+        )
+    return None
+
+
 def failure(
     model_id: str, sync_model: Any, prompt: str, system: str | None, options: dict[str, Any]
 ) -> str | None:
     """None when the sample prompt works on the sync model, else the message to stop with."""
     result = run_prompt(model_id, prompt, mode="sync", system=system, options=options)
+    if result.setup_failed:
+        # The child cannot rebuild this process's hand-made plugin set-up: run it here.
+        return _in_process(model_id, sync_model, prompt, system, options)
     if result.outcome is not None and result.outcome.get("ok"):
         # It answered.  A crash at exit afterwards is not a fixture problem: the clauses can
         # still judge the model, and process.exit reports the exit.

@@ -115,6 +115,12 @@ class ProcessClauses:
             system=ctx.samples.system,
             options=dict(ctx.samples.prompt_options),
         )
+        if result.setup_failed:
+            pytest.skip(
+                "a child interpreter cannot load the plugins this run registered by hand "
+                f"({result.outcome['type']}: {result.outcome['message']}); install the plugin "
+                "(an llm entry point) to run it"
+            )
         where = (
             f"a child interpreter that ran the prompt through the twin (asyncio.run, "
             f"then exit) {result.describe()}"

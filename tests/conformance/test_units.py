@@ -269,3 +269,40 @@ def test_messages_name_the_real_exception() -> None:
     assert record.describe_end() == (
         "ended by error (ConnectionResetError: peer closed) on thread 'llm-async:m'"
     )
+
+
+def test_preflight_falls_back_in_process_when_a_child_cannot_load_the_plugins() -> None:
+    """A plugin registered by hand from a module no child can import (built at run time):
+    the preflight judges the prompt in this process instead of blaming the model."""
+    import types
+
+    import llm
+
+    from conformance import childrun, preflight
+
+    ghost = types.ModuleType("conformance_units_ghost_plugin")
+
+    class Ghost(llm.Model):
+        model_id = "conformance-units-ghost"
+
+        def execute(self, prompt: Any, stream: bool, response: Any, conversation: Any) -> Any:
+            if prompt.prompt == "fail":
+                raise ValueError("ghost failure")
+            yield "boo"
+
+    @llm.hookimpl
+    def register_models(register: Any) -> None:
+        register(Ghost())
+
+    ghost.register_models = register_models  # type: ignore[attr-defined]
+    llm.plugins.pm.register(ghost, name="conformance-units-ghost")
+    try:
+        result = childrun.run_prompt("conformance-units-ghost", "hi", mode="sync")
+        assert result.setup_failed and result.outcome is not None
+        assert result.outcome["type"] == "ModuleNotFoundError"
+        model = llm.get_model("conformance-units-ghost")
+        assert preflight.failure(model.model_id, model, "hi", None, {}) is None
+        message = preflight.failure(model.model_id, model, "fail", None, {})
+        assert message is not None and "ValueError: ghost failure" in message
+    finally:
+        llm.plugins.pm.unregister(name="conformance-units-ghost")
