@@ -40,6 +40,17 @@ class Plan:
     synthetic: tuple[Any, ...] | None = None  # do not call the real execute; yield these
     wait_bound: float = WAIT_BOUND
 
+    def is_passthrough(self) -> bool:
+        """True when executes run untouched (only recorded)."""
+        return (
+            self.hold_first is None
+            and self.gate_after is None
+            and self.pad_to == 0
+            and self.raise_after is None
+            and self.stop_after is None
+            and self.synthetic is None
+        )
+
     def release(self) -> None:
         self.gate.set()
         if self.hold_first is not None:

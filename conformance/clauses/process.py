@@ -10,29 +10,18 @@ the same observation checks that this (parent) process stays untouched.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
 
-from .. import adapter, childrun
-from ..context import Context
+from .. import childrun
+from ..context import ISOLATION_ENV, Context, isolation_mode
 from ..instrument import Plan
 from ..marks import clause
 from ..resources import ProcessState, stdio_kept
 from ..waiting import wait_event
 
 BOUND = 10.0
-ISOLATION_ENV = "LLM_ASYNC_ISOLATION"
-
-
-def isolation_mode(model_id: str) -> str:
-    """``thread`` or ``process``: the adapter's setting for the model, else the environment."""
-    found = adapter.settings_of(model_id)
-    mode = getattr(found, "isolation", None) if found is not None else None
-    if mode is None:
-        mode = os.environ.get(ISOLATION_ENV, "thread")
-    return str(mode).strip().lower() or "thread"
 
 
 class ProcessClauses:
