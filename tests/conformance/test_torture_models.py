@@ -116,3 +116,15 @@ def test_each_torture_model_fails_exactly_its_clauses(run_suite: Any, model_id: 
             problems.append(f"{model_id} {clause_id}: {missing} not in {reason!r}")
     assert not problems, "\n\n".join(problems)
     assert run.result.ret == 1
+
+
+def test_in_process_mode_the_same_model_leaves_the_parent_untouched(
+    run_suite: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLM_ASYNC_ISOLATION", "process")
+    classes = SUITE.split("\n\n\nclass ")
+    env_class = next(c for c in classes if 'model_id = "torture-env"' in c)
+    run = run_suite(classes[0] + "\n\n\nclass " + env_class, "-k", "process_state")
+    clause = run.clauses("torture-env")["process.state"]
+    assert clause["outcome"] == "passed", run.explain("torture-env")
+    assert "(process mode)" in clause["reason"]
