@@ -162,11 +162,11 @@ class Context:
 
         return asyncio.run(main())
 
-    def sync_run(self, prompt: str | None = None, **kwargs: Any) -> RunResult:
+    def sync_run(self, prompt: str | None = None, *, model: Any = None, **kwargs: Any) -> RunResult:
+        """The prompt on a fresh sync model instance (or on ``model``)."""
         prompt = self.samples.prompt if prompt is None else prompt
-        return subject.run_sync(
-            self.sync(), self.bench.reseed, prompt, **self.prompt_kwargs(**kwargs)
-        )
+        target = model if model is not None else self.sync()
+        return subject.run_sync(target, self.bench.reseed, prompt, **self.prompt_kwargs(**kwargs))
 
     async def async_run(
         self, prompt: str | None = None, *, model: Any = None, **kwargs: Any
@@ -230,7 +230,8 @@ class Context:
         )
 
     def carried_state(self) -> str | None:
-        """Whether the sync model alone answers differently after a cancelled or failed prompt.
+        """Whether one sync model instance alone answers differently on a second prompt, or
+        after a cancelled or failed one.
 
         Asked when an exact comparison fails, to tell a model that carries state between
         prompts (a shared cache, a half-finished generation) apart from an adapter defect.
@@ -240,19 +241,27 @@ class Context:
             return self.bench._verdicts["state"]
         found: str | None = None
         self.instrument.use(Plan())
-        before = self.sync_run()
-        if before.error is None:
-            response = self.sync().prompt(self.samples.prompt, **self.prompt_kwargs())
+        model = self.sync()  # one instance, as a twin keeps one sync model for its prompts
+        before = self.sync_run(model=model)
+        again = self.sync_run(model=model)
+        if before.error is None and again.said() != before.said():
+            found = (
+                f"one model instance answers the same prompt differently the second time "
+                f"({before.text!r}, then {again.text!r}): each answer depends on the prompts "
+                "before it"
+            )
+        elif before.error is None:
+            response = model.prompt(self.samples.prompt, **self.prompt_kwargs())
             stream = iter(response)
             next(stream, None)
             stream.close()  # a cancelled prompt: the generator is closed after one chunk
             del stream, response
-            after = self.sync_run()
+            after = self.sync_run(model=model)
             if after.said() != before.said():
                 found = f"after a cancelled prompt its answer {before.text!r} became {after.text!r}"
             elif self.samples.failing_prompt is not None:
-                self.sync_run(self.samples.failing_prompt)
-                after = self.sync_run()
+                self.sync_run(self.samples.failing_prompt, model=model)
+                after = self.sync_run(model=model)
                 if after.said() != before.said():
                     found = (
                         f"after a failed prompt its answer {before.text!r} became {after.text!r}"

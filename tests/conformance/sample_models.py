@@ -14,6 +14,8 @@ breaks exactly one contract the suite checks, the way real plugins do:
   and puts them back at the end (process-wide state a thread shares).
 * ``torture-stateful``: after a generation that did not finish (closed or failed) its next
   answer starts with ``[dirty]`` (a shared cache left half-written, as with a ``Llama`` object).
+* ``torture-seed-chain``: each instance's answer depends on its previous answers (fresh
+  instances agree), as with llama-cpp-python's seed chain on a kept ``Llama``.
 * ``torture-exit`` and ``torture-segfault``: abort at interpreter exit / crash with SIGSEGV,
   only in a process without pytest (the suite's child interpreters), as native libraries do.
 
@@ -236,6 +238,22 @@ class TortureStateful(llm.Model):
         _dirty[0] = False
 
 
+class TortureSeedChain(llm.Model):
+    """Each instance's answer depends on how many it gave before (llama-cpp-python derives each
+    completion's seed from the previous one on a kept ``Llama``); fresh instances agree."""
+
+    model_id = "torture-seed-chain"
+    can_stream = True
+
+    def __init__(self) -> None:
+        self.completed = 0
+
+    def execute(self, prompt: Any, stream: bool, response: Any, conversation: Any) -> Iterator[str]:
+        yield from words(prompt)
+        yield f"[{self.completed}]"
+        self.completed += 1
+
+
 def _in_suite_child() -> bool:
     """True in the suite's child interpreters (they do not import pytest)."""
     return "pytest" not in sys.modules
@@ -320,6 +338,7 @@ def register_models(register: Any) -> None:
     register(TortureStdout())
     register(TortureEnv())
     register(TortureStateful())
+    register(TortureSeedChain())
     register(TortureExit())
     register(TortureSegfault())
     register(Sampling())
