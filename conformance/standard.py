@@ -90,7 +90,10 @@ def run_preflight(config: pytest.Config, bench: Bench) -> None:
     # controller (plugin.pytest_testnodedown), which prints it once and exits with 2; this
     # worker's clauses of the model skip with it.
     workeroutput[preflight.WORKER_KEY] = message
-    bench.setup_skip = message
+    bench.setup_skip = (
+        "the sample prompt fails on the sync model alone: see the section 'llm conformance "
+        "preflight failed' for the error and the fix"
+    )
 
 
 class SyncModelConformance(
