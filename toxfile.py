@@ -166,6 +166,9 @@ def tox_add_env_config(env_conf: EnvConfigSet, state: State) -> None:
     env = _envs().get(env_conf.env_name)
     if env is not None and env.cell.env:
         env_conf["set_env"].update(env.cell.env)
+    if env is not None and not env.legacy:
+        # the suite reads the mode from LLM_ASYNC_ISOLATION (conformance.runconfig)
+        env_conf["set_env"].update({"LLM_ASYNC_ISOLATION": env.isolation})
 
 
 @impl

@@ -6,7 +6,9 @@ the same import name). Contenders are named the same way everywhere:
 
 - ``sync``: llm's own sync path on the sync benchmark model;
 - ``native``: a native ``llm.AsyncModel`` producing the same chunks;
-- ``adapter``: the 0.2 adapter's async twin of the sync model;
+- ``adapter``: the 0.2 adapter's async twin of the sync model (thread isolation);
+- ``process``: the same twin with ``LLM_ASYNC_ISOLATION=process`` (its jobs carry
+  :data:`PROCESS_ENV`, so it runs in a benchmark worker of its own);
 - ``v0.1``: the 0.1 adapter's async twin of the sync model.
 """
 
@@ -27,8 +29,9 @@ PLUGINS_ENV = "BENCH_PLUGINS"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 SYNC_CONTENDERS = frozenset({"sync"})
-TWIN_CONTENDERS = {"adapter": "0.2", "v0.1": "0.1"}
-ALL_CONTENDERS = ("adapter", "native", "sync", "v0.1")
+TWIN_CONTENDERS = {"adapter": "0.2", "process": "0.2", "v0.1": "0.1"}
+ALL_CONTENDERS = ("adapter", "native", "process", "sync", "v0.1")
+PROCESS_ENV = (("LLM_ASYNC_ISOLATION", "process"),)
 
 _models: dict[tuple[str, str], Any] = {}
 _state: dict[str, Any] = {"kind": None, "options_patched": False}
@@ -155,7 +158,7 @@ def model_for(contender: str, model_id: str | None = None) -> Any:
 
 
 def _check_twin(contender: str, model: Any) -> None:
-    if contender == "adapter":
+    if contender in ("adapter", "process"):
         import llm_all_models_async as lama
 
         if not lama.is_twin(model):
@@ -172,10 +175,28 @@ def _check_twin(contender: str, model: Any) -> None:
 
 def effective_setting(contender: str, name: str, model_id: str | None = None) -> Any:
     """The adapter setting ``name`` in force for the sync benchmark model (None for others)."""
-    if contender != "adapter":
+    if contender not in ("adapter", "process"):
         return None
     from llm_all_models_async import settings
 
     from . import models
 
     return getattr(settings.resolve(model_id or models.SYNC_ID), name)
+
+
+def stop_workers() -> None:
+    """Stop the process contender's warm workers and wait for them (a cold start follows)."""
+    from llm_all_models_async.process import pool
+
+    workers = pool.all_workers()
+    pool.shutdown()
+    for worker in workers:
+        worker.exited.wait(30)
+
+
+def worker_rss_mib() -> list[float]:
+    """Resident memory of this process's live adapter workers, in MiB."""
+    from llm_all_models_async.process import pool, registry
+
+    sizes = [registry.rss_bytes(worker.pid) for worker in pool.all_workers() if worker.pid]
+    return [size / 2**20 for size in sizes if size]

@@ -1,4 +1,5 @@
-"""Event-loop lag (p50, p99, max) while 0, 1, 2 or 4 CPU-bound sync models stream in threads."""
+"""Event-loop lag (p50, p99, max) while 0, 1, 2 or 4 CPU-bound sync models stream in threads
+(or, for the ``process`` contender, in worker processes)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 import time
 from typing import Any
 
+from .contenders import PROCESS_ENV
 from .spec import Config, Job, JobResult
 from .stats import fmt, median, percentile
 
@@ -33,6 +35,9 @@ def plan(cfg: Config) -> list[Job]:
         group = f"k={k}"
         jobs += [
             Job(NAME, group, f"k={k}", "adapter", params, env=RAISED, repeats=repeats),
+            Job(
+                NAME, group, f"k={k}", "process", params, env=RAISED + PROCESS_ENV, repeats=repeats
+            ),
             Job(NAME, group, f"k={k}", "v0.1", params, repeats=repeats),
             Job(NAME, group, f"k={k}", "native", params, repeats=repeats),
         ]
@@ -77,10 +82,11 @@ async def _measure(contender: str, model: Any, params: dict[str, Any]) -> dict[s
         chunks = max(1, int(duration * 1000 / per_chunk_ms / k))
     probes = [new_probe() for _ in range(k)]
     lags: list[float] = []
+    consumed = [0]
 
     async def stream(probe_id: str) -> None:
         async for _ in model.prompt("bench", chunks=chunks, work=steps, probe=probe_id):
-            pass
+            consumed[0] += 1
 
     async def ticker() -> float:
         start = time.perf_counter()
@@ -90,11 +96,20 @@ async def _measure(contender: str, model: Any, params: dict[str, Any]) -> dict[s
             lags.append((time.perf_counter() - before - TICK) * 1000)
         return time.perf_counter() - start
 
+    if contender == "process" and k:
+        # Start (or wake) k warm workers before the window: a worker's start-up is the cold
+        # first chunk (first_chunk family), not loop lag.
+        async def one_chunk() -> None:
+            async for _ in model.prompt("bench", chunks=1):
+                pass
+
+        await asyncio.gather(*(one_chunk() for _ in range(k)))
     ticking = asyncio.ensure_future(ticker())
     await asyncio.sleep(0)
     tasks = [asyncio.ensure_future(stream(pid)) for pid, _ in probes]
     window = await ticking
-    produced = sum(p.produced for _, p in probes)
+    # A worker process cannot write the probes of this process: count what arrived instead.
+    produced = consumed[0] if contender == "process" else sum(p.produced for _, p in probes)
     for _, probe in probes:
         probe.stop.set()
     for task in tasks:  # an unbounded backlog (0.1) could take minutes to drain

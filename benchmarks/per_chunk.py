@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from .contenders import PROCESS_ENV
 from .spec import Config, Job, JobResult, find
 from .stats import DASH, TIMES, fmt, paired_ratio, spread
 
@@ -24,6 +25,7 @@ def plan(cfg: Config) -> list[Job]:
         Job(NAME, "all", "default", contender, params, repeats=repeats)
         for contender in ("adapter", "native", "sync", "v0.1")
     ]
+    jobs.append(Job(NAME, "all", "default", "process", params, env=PROCESS_ENV, repeats=repeats))
     buffers = BUFFERS if cfg.profile != "tiny" else (1, 256)
     jobs += [
         Job(
@@ -82,7 +84,7 @@ def summarize(results: list[JobResult], cfg: Config) -> dict[str, Any]:
             **spread(values("default", c)),
             "vs_native": paired_ratio(values("default", c), native),
         }
-        for c in ("adapter", "native", "sync", "v0.1")
+        for c in ("adapter", "process", "native", "sync", "v0.1")
     ]
     sweep = []
     for result in results:

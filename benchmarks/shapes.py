@@ -17,13 +17,14 @@ import resource
 import time
 from typing import Any
 
+from .contenders import PROCESS_ENV
 from .spec import Config, Job, JobResult, find
 from .stats import DASH, TIMES, fmt, paired_ratio, spread
 
 NAME = "shapes"
 TITLE = "Model shapes (about 1 ms of work per token)"
 HEADLINE = "tokens_per_s"
-CONTENDERS = ("sync", "adapter", "v0.1")
+CONTENDERS = ("sync", "adapter", "process", "v0.1")
 TOKENS = {"full": 500, "quick": 200, "tiny": 5}
 REPEATS = {"full": 9, "quick": 5, "tiny": 1}
 SHAPES: dict[str, dict[str, Any]] = {
@@ -43,7 +44,18 @@ def plan(cfg: Config) -> list[Job]:
     jobs = []
     for shape, spec in SHAPES.items():
         params = {"chunks": cfg.pick(TOKENS), **spec["options"]}
-        jobs += [Job(NAME, shape, shape, c, params, repeats=repeats) for c in CONTENDERS]
+        jobs += [
+            Job(
+                NAME,
+                shape,
+                shape,
+                c,
+                params,
+                env=PROCESS_ENV if c == "process" else (),
+                repeats=repeats,
+            )
+            for c in CONTENDERS
+        ]
     return jobs
 
 
@@ -63,10 +75,14 @@ def measure(contender: str, params: dict[str, Any]) -> Any:
                 first = time.perf_counter() - start
             count += 1
         return _sample(count, time.perf_counter() - start, first, chunks, cpu)
-    return _measure_async(model, chunks, options)
+    return _measure_async(model, chunks, options, contender == "process")
 
 
-async def _measure_async(model: Any, chunks: int, options: dict[str, Any]) -> dict[str, Any]:
+async def _measure_async(
+    model: Any, chunks: int, options: dict[str, Any], in_worker: bool = False
+) -> dict[str, Any]:
+    """``in_worker``: the process contender; its CPU is the worker's, so CPU and switches
+    here count only this process's side, and the worker's resident memory is recorded."""
     cpu = cpu_now()
     start = time.perf_counter()
     first = None
@@ -75,7 +91,13 @@ async def _measure_async(model: Any, chunks: int, options: dict[str, Any]) -> di
         if first is None:
             first = time.perf_counter() - start
         count += 1
-    return _sample(count, time.perf_counter() - start, first, chunks, cpu)
+    sample = _sample(count, time.perf_counter() - start, first, chunks, cpu)
+    if in_worker:
+        from .contenders import worker_rss_mib
+
+        sizes = worker_rss_mib()
+        sample["worker_rss_mib"] = max(sizes) if sizes else None
+    return sample
 
 
 def cpu_now() -> tuple[float, int]:
@@ -130,6 +152,7 @@ def summarize(results: list[JobResult], cfg: Config) -> dict[str, Any]:
                     ),
                     "vs_sync": paired_ratio(mine, base),
                     "vs_v01": paired_ratio(mine, base_v01),
+                    "worker_rss_mib": spread(result.values("worker_rss_mib"))["median"],
                 }
             )
     return {
@@ -162,4 +185,12 @@ def markdown(summary: dict[str, Any]) -> list[str]:
             f"{fmt(row['cpu_vs_sync'], 3, TIMES)} | {fmt(row['switches_per_token'], 2)} |"
         )
     lines += [""] + [f"- {shape}: {note}." for shape, note in summary["notes"].items()]
+    rss = [r for r in summary["rows"] if r["contender"] == "process"]
+    if rss:
+        lines.append(
+            "- process: the model runs in a warm worker (`LLM_ASYNC_ISOLATION=process`); CPU "
+            "and switches above are this process's side only; worker RSS "
+            + ", ".join(f"{r['shape']} {fmt(r.get('worker_rss_mib'))} MiB" for r in rss)
+            + "."
+        )
     return lines

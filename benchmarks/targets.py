@@ -180,6 +180,48 @@ def produced_ahead(summary: dict[str, Any] | None) -> dict[str, Any]:
     )
 
 
+def process_throughput(summary: dict[str, Any] | None, floor: float = 0.97) -> dict[str, Any]:
+    goal = f"process isolation ≥ {floor:g}{TIMES} llm's sync throughput, GIL held and released"
+    rows = [r for r in (summary or {}).get("rows", []) if r["contender"] == "process"]
+    if not rows or any(math.isnan(r["vs_sync"]) for r in rows):
+        return _target("process throughput", goal, None, DASH, "process or sync not measured")
+    detail = ", ".join(f"{r['shape']}: {r['vs_sync']:.3f}{TIMES}" for r in rows)
+    worst = min(rows, key=lambda r: r["vs_sync"])
+    return _target(
+        "process throughput",
+        goal,
+        all(r["vs_sync"] >= floor for r in rows),
+        f"worst {worst['vs_sync']:.3f}{TIMES} ({worst['shape']})",
+        detail,
+    )
+
+
+def process_loop_lag(summary: dict[str, Any] | None, limit_ms: float = 10.0) -> dict[str, Any]:
+    goal = f"event-loop lag p99 ≤ {limit_ms:g} ms with 4 CPU-bound models in process isolation"
+    rows = [
+        r
+        for r in (summary or {}).get("rows", [])
+        if r["contender"] == "process" and r["streams"] > 0
+    ]
+    four = next((r for r in rows if r["streams"] == 4), None)
+    if four is None:
+        return _target("process loop lag", goal, None, DASH, "process with 4 streams not measured")
+    detail = ", ".join(f"{r['streams']} stream(s): p99 {fmt(r['p99_ms'], 2)} ms" for r in rows)
+    return _target(
+        "process loop lag", goal, four["p99_ms"] <= limit_ms, f"{fmt(four['p99_ms'], 2)} ms", detail
+    )
+
+
+def process_first_chunk(summary: dict[str, Any] | None, limit_us: float = 2000.0) -> dict[str, Any]:
+    goal = f"process isolation: warm first chunk ≤ {limit_us / 1000:g} ms"
+    row = next((r for r in (summary or {}).get("rows", []) if r["contender"] == "process"), None)
+    if row is None or math.isnan(row["ttfc_us"]["median"]):
+        return _target("process first chunk", goal, None, DASH, "process not measured")
+    warm = row["ttfc_us"]["median"]
+    detail = f"warm {fmt(warm)} µs, cold {fmt(row.get('cold_us', math.nan))} µs (worker start)"
+    return _target("process first chunk", goal, warm <= limit_us, f"{fmt(warm)} µs", detail)
+
+
 def evaluate(families: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Every target, judged from the families' summaries (missing families: not measured)."""
 
@@ -196,4 +238,7 @@ def evaluate(families: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         produced_ahead(summary("stall")),
         throughput("1 ms/token shapes", summary("shapes"), "shape"),
         throughput("real models", summary("real"), "model"),
+        process_throughput(summary("shapes")),
+        process_loop_lag(summary("loop_lag")),
+        process_first_chunk(summary("first_chunk")),
     ]

@@ -100,3 +100,46 @@ def timeout_error_problem(error: BaseException | None, setting: str, model_id: s
     if not isinstance(getattr(error, "limit", None), (int, float)):
         return f"{type(error).__name__} has no numeric .limit"
     return None
+
+
+# -- process isolation (issue 8) ------------------------------------------------------------
+
+
+def worker_crashed_error() -> type[BaseException] | None:
+    """``llm_all_models_async.WorkerCrashedError``, None when the adapter has none."""
+    module = _module()
+    return getattr(module, "WorkerCrashedError", None) if module is not None else None
+
+
+def live_workers() -> list[dict[str, Any]] | None:
+    """The adapter's live worker processes as ``llm async workers`` lists them (pid, model_id,
+    prompts_served, ...), None when the adapter has no process isolation."""
+    try:
+        registry = importlib.import_module("llm_all_models_async.process.registry")
+        import dataclasses
+
+        return [dataclasses.asdict(record) for record in registry.live_records()]
+    except Exception:
+        return None
+
+
+def prompts_served(pid: int) -> int | None:
+    """How many prompts the worker ``pid`` served, by the adapter's own count; None if unknown."""
+    for entry in live_workers() or []:
+        if entry.get("pid") == pid:
+            served = entry.get("prompts_served")
+            return int(served) if served is not None else None
+    return None
+
+
+def stop_workers(timeout: float = 10.0) -> None:
+    """Stop this process's worker processes and wait (bounded) until they exited: a test class
+    must not leave warm workers of its temporary user dir behind."""
+    try:
+        pool = importlib.import_module("llm_all_models_async.process.pool")
+    except Exception:
+        return
+    workers = list(pool.all_workers())
+    pool.shutdown()
+    for worker in workers:
+        worker.exited.wait(timeout)

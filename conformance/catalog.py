@@ -468,7 +468,67 @@ _CATALOG: tuple[ClauseInfo, ...] = (
         "no child process is left running after the prompts",
         "terminate and wait for child processes in a finally, so a closed generator stops them",
     ),
+    ClauseInfo(
+        "isolation.crash",
+        "process isolation: a worker killed mid-stream (SIGKILL) delivers the chunks before, "
+        "then WorkerCrashedError naming the model and signal; a fresh worker serves the next "
+        "prompt",
+        (
+            "an adapter bug (the process server): watch the worker's exit there and "
+            "raise WorkerCrashedError (llm.ModelError) with the model, signal and stderr tail"
+        ),
+    ),
+    ClauseInfo(
+        "isolation.hard_cancel",
+        "process isolation: a worker deaf to the stop (blocked in a read) is killed "
+        "LLM_ASYNC_KILL_AFTER after a cancel and replaced",
+        (
+            "an adapter bug (the process server): after a stop, kill a worker still inside the "
+            "model after LLM_ASYNC_KILL_AFTER seconds and start a fresh one for the next prompt"
+        ),
+    ),
+    ClauseInfo(
+        "isolation.warm_reuse",
+        "process isolation: prompts one after another run in the same worker on one model "
+        "instance (weights load once per worker)",
+        (
+            "an adapter bug (the process server): keep the worker and its one looked-up model "
+            "instance for later prompts instead of starting or looking up per prompt"
+        ),
+    ),
+    ClauseInfo(
+        "isolation.process_state",
+        "process isolation: fds 1/2, sys.stdout, logging, warning filters, environ, cwd and "
+        "signal handlers a worker's model changes stay unchanged here, during and after",
+        (
+            "an adapter bug (the process server): start workers as fresh interpreters with their "
+            "own fds 1/2, never run execute() in the serving process"
+        ),
+    ),
+    ClauseInfo(
+        "isolation.no_orphans",
+        "process isolation: when the parent is SIGKILLed its worker exits within a few seconds",
+        (
+            "an adapter bug (the process server): set PR_SET_PDEATHSIG in the worker and exit on "
+            "EOF of the parent's pipe"
+        ),
+    ),
 )
+
+# What to change when a clause fails: appended to a failed clause's reason in the table and the
+# JSON report (the isolation clauses judge the adapter's process server, so they point at it).
+FIX_HINTS: dict[str, str] = {
+    "isolation.crash": "watch the worker's exit in the process server and raise "
+    "WorkerCrashedError (llm.ModelError) with the model, signal and stderr tail",
+    "isolation.hard_cancel": "after a stop, kill a worker still inside the model after "
+    "LLM_ASYNC_KILL_AFTER seconds and start a fresh one for the next prompt",
+    "isolation.warm_reuse": "keep the worker and its one looked-up model instance for later "
+    "prompts instead of starting or looking up per prompt",
+    "isolation.process_state": "start workers as fresh interpreters with their own fds 1/2, "
+    "never run execute() in the serving process",
+    "isolation.no_orphans": "set PR_SET_PDEATHSIG in the worker and exit on EOF of the "
+    "parent's pipe",
+}
 
 CLAUSES: dict[str, ClauseInfo] = {info.id: info for info in _CATALOG}
 GROUPS: tuple[str, ...] = tuple(dict.fromkeys(info.group for info in CLAUSES.values()))

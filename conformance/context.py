@@ -37,6 +37,7 @@ class Bench:
     inactive_reason: str | None = None
     cell: str | None = None
     loop_errors: list[str] = field(default_factory=list)
+    isolation: str = "thread"
     _determinism: dict[str, bool] = field(default_factory=dict)
     _verdicts: dict[str, str | None] = field(default_factory=dict)
     _references: dict[Any, RunResult] = field(default_factory=dict)
@@ -134,23 +135,7 @@ class Context:
 
     # -- running -------------------------------------------------------------------------
 
-    @property
-    def isolation(self) -> str:
-        return isolation_mode(self.model_id)
-
-    def require_in_process_execute(self) -> None:
-        """Skip a clause that must pause, pad, fail or watch execute() in this process."""
-        if self.isolation == "process":
-            pytest.skip(
-                "this clause instruments the sync execute() in the test process (pauses, "
-                "injected errors, synthetic chunks, records); with isolation process it runs in "
-                "a worker process the instrumentation does not reach; run the suite in thread "
-                "mode (LLM_ASYNC_ISOLATION=thread) to check it"
-            )
-
     def use(self, plan: Plan | None = None) -> Plan:
-        if plan is not None and not plan.is_passthrough():
-            self.require_in_process_execute()
         return self.instrument.use(plan)
 
     def loop(self, factory: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
@@ -284,7 +269,6 @@ class Context:
     # -- instrument records ----------------------------------------------------------------
 
     def records(self, count: int = 1, timeout: float = 10.0) -> list[Record]:
-        self.require_in_process_execute()
         records = self.instrument.wait_for_records(count, timeout)
         assert len(records) >= count, (
             f"expected {count} call(s) of the sync execute(), saw {len(records)}: the "

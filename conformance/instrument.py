@@ -38,6 +38,9 @@ class Plan:
     error: Callable[[], BaseException] | None = None
     stop_after: int | None = None  # end the stream early (closing the real generator)
     synthetic: tuple[Any, ...] | None = None  # do not call the real execute; yield these
+    # In a worker process only (conformance.probe): after the first chunk, change process-wide
+    # state (fds 1/2, sys.stdout, logging, warnings, environ, cwd, SIGINT) until the end.
+    meddle: bool = False
     wait_bound: float = WAIT_BOUND
 
     def is_passthrough(self) -> bool:
@@ -88,6 +91,8 @@ class Record:
     caller_value: str | None = None  # CALLER_VALUE as execute() saw it
     at_yield: bool = False  # suspended at a yield: handed a chunk out, not resumed yet
     done: threading.Event = field(default_factory=threading.Event)
+    pid: int | None = None  # the worker process that ran it (process isolation), else None
+    meddled: list[str] = field(default_factory=list)  # what a meddling worker changed
 
     def mark_stop(self) -> None:
         """The test stopped consuming: count what is pulled from now on."""

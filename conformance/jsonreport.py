@@ -35,6 +35,7 @@ def build(run: ClassRun) -> dict[str, Any]:
         "plugin": run.plugin,
         "model_id": run.model_id,
         "cell": run.cell,
+        "isolation": run.isolation,
         "started": datetime.datetime.fromtimestamp(run.started, datetime.timezone.utc)
         .isoformat()
         .replace("+00:00", "Z"),

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .catalog import group_of, order_key
+from .catalog import FIX_HINTS, group_of, order_key
 
 OUTCOMES = ("passed", "failed", "skipped", "xfailed", "xpassed", "error")
 NOTE_KEY = "llm-conformance-note"
@@ -42,6 +42,7 @@ class ClassRun:
     nodeid: str
     model_id: str | None
     cell: str | None
+    isolation: str = "thread"
     started: float = field(default_factory=time.time)
     finished: float | None = None
     plugin: dict[str, str] | None = None
@@ -107,6 +108,9 @@ def apply(result: ClauseResult, report: Any) -> None:
                 result.reason = f"expected to fail but passed (strict): {reason}"
             else:
                 result.outcome, result.reason = "failed", _crash_message(report)
+                hint = FIX_HINTS.get(result.id)
+                if hint:
+                    result.reason += f" (fix: {hint})"
         elif report.skipped:
             if wasxfail is not None:
                 result.outcome = "xfailed"

@@ -51,6 +51,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "failures, isolation) from a TOML file's [tool.llm-conformance] table or top level",
     )
     group.addoption(
+        "--llm-isolation",
+        dest=runconfig.OPT_ISOLATION,
+        choices=runconfig.ISOLATIONS,
+        help="run the model in the adapter's thread or process isolation (sets "
+        "LLM_ASYNC_ISOLATION for the run); a test class's `isolation` attribute wins",
+    )
+    group.addoption(
         "--llm-report-json",
         dest=runconfig.OPT_REPORT,
         metavar="PATH",
@@ -170,6 +177,7 @@ def _run_info(item: pytest.Item) -> dict[str, Any]:
         "run": parent.nodeid if parent is not None else item.nodeid,
         "model_id": config.model_id,
         "cell": config.cell_name,
+        "isolation": config.isolation,
         "plugin": _plugin_of(item),
     }
 
@@ -266,7 +274,9 @@ class _Collector:
         runs = self.config.stash[RUNS_KEY]
         run = runs.get(info["run"])
         if run is None:
-            run = runs[info["run"]] = ClassRun(info["run"], info["model_id"], info["cell"])
+            run = runs[info["run"]] = ClassRun(
+                info["run"], info["model_id"], info["cell"], info["isolation"]
+            )
         if run.plugin is None:
             run.plugin = info.get("plugin")
         _started(run, report)

@@ -7,6 +7,7 @@ stash; without it, fixtures are the test class's own factories.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,9 @@ OPT_CELL = "llm_cell"
 OPT_FIXTURE = "llm_fixture"
 OPT_REPORT = "llm_report_json"
 OPT_EXPECTED = "llm_expected_failures"
+OPT_ISOLATION = "llm_isolation"
+ISOLATION_ENV = "LLM_ASYNC_ISOLATION"
+ISOLATIONS = ("thread", "process")
 OPT_CONFIG = "llm_config"
 
 CELL_LOADER = pytest.StashKey[Callable[[str], Any]]()
@@ -38,6 +42,7 @@ class RunConfig:
     fixtures: list[tuple[str, Fixture]] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    isolation: str = "thread"  # the adapter's isolation setting for the whole class
 
 
 def load_cell(name: str, config: pytest.Config) -> Any:
@@ -93,7 +98,41 @@ def for_class(cls: type, config: pytest.Config) -> RunConfig:
     except LookupError as failure:
         error = error or str(failure)
     env = {**(getattr(cell, "env", None) or {}), **(getattr(cls, "env", None) or {})}
-    return RunConfig(model_id, cell, cell_name, fixtures, env, error)
+    isolation, problem = _isolation(cls, config, cell, env)
+    if isolation is not None:
+        env[ISOLATION_ENV] = isolation
+    return RunConfig(
+        model_id,
+        cell,
+        cell_name,
+        fixtures,
+        env,
+        error or problem,
+        isolation or "thread",
+    )
+
+
+def _isolation(
+    cls: type, config: pytest.Config, cell: Any, env: dict[str, str]
+) -> tuple[str | None, str | None]:
+    """The class attribute, else ``--llm-isolation``, else the cell's or class's env, else
+    this process's ``LLM_ASYNC_ISOLATION`` (the adapter would honour it too).
+
+    None means "not chosen": the adapter's own default (thread) applies.
+    """
+    layers = (
+        (getattr(cls, "isolation", None), f"{getattr(cls, '__name__', cls)}.isolation"),
+        (config.getoption(OPT_ISOLATION, None), "--llm-isolation"),
+        (env.get(ISOLATION_ENV), f"the run's env {ISOLATION_ENV}"),
+        (os.environ.get(ISOLATION_ENV), f"environment variable {ISOLATION_ENV}"),
+    )
+    for value, source in layers:
+        if value is None:
+            continue
+        if value not in ISOLATIONS:
+            return None, f"{source} is {value!r}; expected one of {', '.join(ISOLATIONS)}"
+        return str(value), None
+    return None, None
 
 
 def expected_failures_file(cls: type, config: pytest.Config) -> Path | None:

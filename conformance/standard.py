@@ -17,6 +17,7 @@ from .clauses.errors import ErrorClauses
 from .clauses.hook import HookClauses
 from .clauses.hygiene import HygieneClauses
 from .clauses.inputs import InputClauses
+from .clauses.isolation import IsolationClauses
 from .clauses.keys import KeyClauses
 from .clauses.logs import LogsClauses
 from .clauses.loop import LoopClauses
@@ -29,6 +30,7 @@ from .clauses.worker import WorkerClauses
 from .context import RELEASE_BOUND, Bench, Context
 from .hermetic import hermetic
 from .instrument import Instrument
+from .probe import RemoteInstrument
 from .resources import stdio_kept
 
 
@@ -97,6 +99,7 @@ def run_preflight(config: pytest.Config, bench: Bench) -> None:
 
 
 class SyncModelConformance(
+    IsolationClauses,
     HygieneClauses,
     LoopClauses,
     ProcessClauses,
@@ -167,6 +170,8 @@ class SyncModelConformance(
     expected_failures: ClassVar[dict[str, str]] = {}
     expected_failures_file: ClassVar[str | None] = None
     clause_timeout: ClassVar[float] = 120.0
+    # "thread" or "process": the adapter's isolation for this class (wins over --llm-isolation).
+    isolation: ClassVar[str | None] = None
 
     def reseed(self, seed: int) -> None:
         """Called before each compared run; override to seed other generators (numpy, torch)."""
@@ -198,7 +203,7 @@ class SyncModelConformance(
         llm_conformance_capabilities: dict[str, Any],
     ) -> Iterator[Bench]:
         run = runconfig.for_class(cls, request.config)
-        bench = Bench(run.model_id, cell=run.cell_name)
+        bench = Bench(run.model_id, cell=run.cell_name, isolation=run.isolation)
         if run.error or not run.model_id:
             bench.setup_error = run.error or (
                 "no model to test: pass --llm-model MODEL_ID or --llm-cell NAME, or set "
@@ -247,15 +252,27 @@ class SyncModelConformance(
                     "adapter settings",
                 )
             bench.reseed_hook = cls().reseed
-            instrument = Instrument(type(bench.models.sync))
-            instrument.install()
+            announce = pytest.MonkeyPatch()
+            if run.isolation == "process":
+                remote = RemoteInstrument(type(bench.models.sync))
+                remote.seed = bench.samples.seed
+                instrument = remote
+                instrument.install()
+                for key, value in remote.announcement().items():
+                    announce.setenv(key, value)
+            else:
+                instrument = Instrument(type(bench.models.sync))
+                instrument.install()
             bench.instrument = instrument
             try:
                 yield bench
             finally:
                 instrument.reset()
                 instrument.wait_for_idle(RELEASE_BOUND)
+                if run.isolation == "process":
+                    adapter.stop_workers()
                 instrument.uninstall()
+                announce.undo()
 
     @classmethod
     def _capability_overrides(

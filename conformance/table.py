@@ -27,6 +27,8 @@ def header(run: ClassRun) -> str:
         parts.append(f"{run.plugin['name']} {run.plugin['version']}")
     if run.cell:
         parts.append(f"cell {run.cell}")
+    if run.isolation != "thread":
+        parts.append(f"isolation {run.isolation}")
     return f"llm conformance: {run.model_id} ({', '.join(parts)})"
 
 

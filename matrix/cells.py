@@ -27,6 +27,10 @@ MATRIX_PATH = Path(__file__).with_name("matrix.toml")
 MATRIX_ENV_VAR = "LLM_CONFORMANCE_MATRIX"
 LATEST = "latest"
 ENV_PATTERN = re.compile(r"^llm(?P<version>\d{3}|latest)-(?P<cell>[a-z0-9][a-z0-9-]*)$")
+# The adapter's isolation modes (LLM_ASYNC_ISOLATION); a cell runs in each mode it lists.
+# thread envs keep the plain name (llm036-markov); other modes add a suffix (llm036-markov-process).
+ISOLATIONS = ("thread", "process")
+DEFAULT_ISOLATION = "thread"
 
 # The suite owns the names inside a cell's samples and capabilities tables (conformance.samples,
 # conformance.capabilities) and rejects unknown ones; here only their shape is checked.
@@ -60,6 +64,8 @@ _CELL_FIELDS = frozenset(
         "samples",
         "capabilities",
         "expected_failures",
+        "isolation",
+        "isolation_lanes",
     }
 )
 
@@ -108,6 +114,9 @@ class Cell:
     lane_llm_versions: dict[str, list[str]] = field(default_factory=dict)
     pending: str | None = None
     notes: str = ""
+    isolation: list[str] = field(default_factory=lambda: [DEFAULT_ISOLATION])
+    # mode -> the only lanes that mode's envs join (default: every lane of the cell)
+    isolation_lanes: dict[str, list[str]] = field(default_factory=dict)
     tests: list[str] = field(default_factory=list)
 
 
@@ -122,6 +131,7 @@ class Env:
     lanes: list[str]
     python: str
     requirements: list[str]
+    isolation: str = DEFAULT_ISOLATION
 
 
 def version_key(version: str) -> tuple[int, ...]:
@@ -139,19 +149,33 @@ def env_factor(version: str) -> str:
     return f"llm{int(major)}{int(minor):02d}"
 
 
-def env_name(cell: str, version: str) -> str:
-    """The tox environment name of ``cell`` on llm ``version``."""
-    return f"{env_factor(version)}-{cell}"
+def env_name(cell: str, version: str, isolation: str = DEFAULT_ISOLATION) -> str:
+    """The tox environment name of ``cell`` on llm ``version`` in one isolation mode."""
+    suffix = "" if isolation == DEFAULT_ISOLATION else f"-{isolation}"
+    return f"{env_factor(version)}-{cell}{suffix}"
 
 
 def parse_env_name(name: str) -> tuple[str, str] | None:
-    """``(llm version, cell)`` for an environment name such as ``llm036-markov``, else None."""
+    """``(llm version, cell)`` for an environment name such as ``llm036-markov``, else None
+    (a mode suffix such as ``-process`` is not part of the cell: see :func:`env_isolation`)."""
     match = ENV_PATTERN.match(name)
     if match is None:
         return None
     digits = match["version"]
     version = LATEST if digits == LATEST else f"{int(digits[0])}.{int(digits[1:])}"
-    return version, match["cell"]
+    cell = match["cell"]
+    mode = env_isolation(name)
+    if mode != DEFAULT_ISOLATION:
+        cell = cell[: -len(mode) - 1]
+    return version, cell
+
+
+def env_isolation(name: str) -> str:
+    """The isolation mode an environment name carries (``thread`` without a suffix)."""
+    for mode in ISOLATIONS:
+        if mode != DEFAULT_ISOLATION and name.endswith(f"-{mode}"):
+            return mode
+    return DEFAULT_ISOLATION
 
 
 @dataclass(frozen=True)
@@ -213,17 +237,25 @@ class Matrix:
                 ]
                 if selected is not None and not selected.intersection(env_lanes):
                     continue
-                result.append(
-                    Env(
-                        name=env_name(cell.name, version),
-                        cell=cell,
-                        llm_version=version,
-                        legacy=self.is_legacy(version),
-                        lanes=env_lanes,
-                        python=cell.python or self.python,
-                        requirements=self.requirements(cell, version),
+                legacy = self.is_legacy(version)
+                # On a legacy llm the adapter is inactive: there is no mode to tell apart.
+                for isolation in [DEFAULT_ISOLATION] if legacy else cell.isolation:
+                    allowed = cell.isolation_lanes.get(isolation)
+                    mode_lanes = [lane for lane in env_lanes if allowed is None or lane in allowed]
+                    if selected is not None and not selected.intersection(mode_lanes):
+                        continue
+                    result.append(
+                        Env(
+                            name=env_name(cell.name, version, isolation),
+                            cell=cell,
+                            llm_version=version,
+                            legacy=legacy,
+                            lanes=mode_lanes,
+                            python=cell.python or self.python,
+                            requirements=self.requirements(cell, version),
+                            isolation=isolation,
+                        )
                     )
-                )
         return result
 
     def fixture_names(self) -> set[str]:
@@ -384,6 +416,24 @@ def _load_cell(name: str, data: Any, matrix: dict[str, Any], where: str) -> Cell
 
     pending = reader.text("pending")
     notes = reader.text("notes", "") or ""
+    isolation = reader.strings("isolation", [DEFAULT_ISOLATION])
+    for index, mode in enumerate(isolation):
+        if mode not in ISOLATIONS:
+            raise reader.fail(
+                f"isolation[{index}]", f"unknown mode {mode!r} (known: {', '.join(ISOLATIONS)})"
+            )
+    if not isolation:
+        raise reader.fail("isolation", "must list at least one mode")
+    isolation_lanes: dict[str, list[str]] = {}
+    for mode, modes_lanes in reader.table("isolation_lanes").items():
+        key = f"isolation_lanes.{mode}"
+        if mode not in isolation:
+            raise reader.fail(key, f"the cell does not run in mode {mode!r}")
+        chosen = _Reader({key: modes_lanes}, where).strings(key)
+        unknown = [lane for lane in chosen if lane not in lanes]
+        if unknown:
+            raise reader.fail(key, f"lane(s) {unknown} are not lanes of the cell")
+        isolation_lanes[mode] = chosen
 
     samples = _load_samples(reader.table("samples"), f"{where}, field 'samples'")
 
@@ -422,6 +472,8 @@ def _load_cell(name: str, data: Any, matrix: dict[str, Any], where: str) -> Cell
         lane_llm_versions=lane_versions,
         pending=pending,
         notes=notes,
+        isolation=isolation,
+        isolation_lanes=isolation_lanes,
         tests=tests,
     )
 
@@ -538,6 +590,7 @@ def github_matrix(matrix: Matrix, lanes: Iterable[str]) -> dict[str, list[dict[s
             "env": env.name,
             "cell": env.cell.name,
             "llm": env.llm_version,
+            "isolation": env.isolation,
             "python": env.python,
             "legacy": env.legacy,
             "llamacpp": "llamacpp" in env.lanes,
@@ -580,6 +633,7 @@ def main(argv: list[str] | None = None) -> int:
                         "env": e.name,
                         "cell": e.cell.name,
                         "llm": e.llm_version,
+                        "isolation": e.isolation,
                         "legacy": e.legacy,
                         "lanes": e.lanes,
                         "python": e.python,

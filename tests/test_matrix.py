@@ -69,7 +69,33 @@ def test_fast_lane_is_the_ci_lane(matrix: m.Matrix) -> None:
     expected |= {"llm036-echo", "llm030-echo-04", "llm029-markov"}
     # real llama.cpp generation in CI: one llm version, on the portable wheel the lane builds
     expected |= {"llm036-smollm2"}
+    # the controls and the local-weights cell also run in process isolation (issue 8)
+    expected |= {
+        f"{m.env_factor(v)}-{cell}-process"
+        for cell in ("markov", "mrchatterbox")
+        for v in ("0.30", "0.36")
+    }
+    expected |= {"llm036-echo-process", "llm030-echo-04-process"}
     assert names == expected
+
+
+def test_local_weights_plugins_and_controls_run_in_both_modes(matrix: m.Matrix) -> None:
+    both = {name for name, cell in matrix.cells.items() if cell.isolation == ["thread", "process"]}
+    assert both == {
+        "markov",
+        "echo",
+        "echo-04",
+        "gpt4all",
+        "mrchatterbox",
+        "mlx",
+        "smollm2",
+        "gguf",
+        "llama-cpp",
+    }
+    modes = {env.isolation for env in matrix.envs() if env.legacy}
+    assert modes == {"thread"}, "a legacy llm has no adapter, so no second mode"
+    for env in matrix.envs():
+        assert m.env_isolation(env.name) == env.isolation
 
 
 def test_only_llm_029_envs_are_legacy(matrix: m.Matrix) -> None:
@@ -146,6 +172,8 @@ def test_env_names_round_trip(matrix: m.Matrix) -> None:
     assert m.env_name("matched-responses", "0.30") == "llm030-matched-responses"
     assert m.env_name("echo", "latest") == "llmlatest-echo"
     assert m.parse_env_name("py311-llm036") is None
+    assert m.env_name("markov", "0.36", "process") == "llm036-markov-process"
+    assert m.parse_env_name("llm036-markov-process") == ("0.36", "markov")
 
 
 def test_load_cell_and_unknown_cell(tmp_path: Path) -> None:
@@ -245,6 +273,22 @@ def test_invalid_toml_is_reported(tmp_path: Path) -> None:
             lambda d: d["llm"].update(adapter_min="0.20"),
             "[llm], field 'adapter_min': '0.20' is not one of the versions",
         ),
+        (
+            lambda d: d["cells"]["eliza"].update(isolation=["thread", "fork"]),
+            "cell 'eliza', field 'isolation[1]': unknown mode 'fork' (known: thread, process)",
+        ),
+        (
+            lambda d: d["cells"]["eliza"].update(isolation=[]),
+            "cell 'eliza', field 'isolation': must list at least one mode",
+        ),
+        (
+            lambda d: d["cells"]["eliza"].update(isolation_lanes={"process": ["matrix"]}),
+            "cell 'eliza', field 'isolation_lanes.process': the cell does not run in mode",
+        ),
+        (
+            lambda d: d["cells"]["markov"].update(isolation_lanes={"process": ["llamacpp"]}),
+            "cell 'markov', field 'isolation_lanes.process': lane(s) ['llamacpp'] are not lanes",
+        ),
         (lambda d: d.update(schema=2), "field 'schema': must be 1"),
         (lambda d: d["cells"].update({"Markov": {}}), "cell name 'Markov' must be lower-case"),
     ],
@@ -258,7 +302,9 @@ def test_cli_check_and_envs(capsys: pytest.CaptureFixture[str]) -> None:
     assert "13 cells" in capsys.readouterr().out
     assert m.main(["--file", str(REPO_MATRIX), "envs", "--lane", "llamacpp"]) == 0
     out = capsys.readouterr().out.split()
-    cells = ("-smollm2", "-gguf", "-llama-cpp")
+    cells = tuple(
+        f"-{c}{mode}" for c in ("smollm2", "gguf", "llama-cpp") for mode in ("", "-process")
+    )
     assert out and all(name.endswith(cells) for name in out)
     assert {cell for cell in cells if any(name.endswith(cell) for name in out)} == set(cells)
 

@@ -120,9 +120,9 @@ def test_markdown_has_grid_detail_and_versions(reports: Path, tmp_path: Path) ->
     out = tmp_path / "COMPATIBILITY.md"
     assert r.main([str(reports), "--out", str(out)]) == 0
     text = out.read_text(encoding="utf-8")
-    assert "| cell | llm 0.30 | llm 0.36 | llm latest |" in text
-    assert "| markov (llm-markov 0.1) | ❌ 1 failed | ✅ pass | · |" in text
-    assert "| eliza | · | ⚠️ 1 xfail | · |" in text
+    assert "| cell | isolation | llm 0.30 | llm 0.36 | llm latest |" in text
+    assert "| markov (llm-markov 0.1) | thread | ❌ 1 failed | ✅ pass | · |" in text
+    assert "| eliza | thread | · | ⚠️ 1 xfail | · |" in text
     # clause-level detail for every non-green cell, none for the green one
     assert "### markov on llm 0.30: ❌ 1 failed" in text
     assert "| `options.invalid_rejected` | failed | ValidationError was not raised |" in text
@@ -138,8 +138,26 @@ def test_markdown_has_grid_detail_and_versions(reports: Path, tmp_path: Path) ->
 def test_plain_grid_is_printed(reports: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     assert r.main([str(reports), "--out", str(tmp_path / "c.md")]) == 0
     out = capsys.readouterr().out
-    assert "| markov (llm-markov 0.1) | 1 failed | pass | · |" in out
+    assert "| markov (llm-markov 0.1) | thread | 1 failed | pass | · |" in out
     assert "4 reports (1 pass, 1 xfail, 2 fail)" in out
+
+
+def test_each_isolation_mode_gets_its_own_row(tmp_path: Path) -> None:
+    make_report(tmp_path, "llm036-markov", [clause("a.b")], cell="markov")
+    process = make_report(tmp_path, "llm036-markov-process", [clause("a.b", "failed")])
+    data = json.loads(process.read_text())
+    data["isolation"] = "process"
+    process.write_text(json.dumps(data))
+    # a report without the field takes the mode from its env name
+    make_report(tmp_path, "llm036-echo-process", [clause("a.b")])
+    grid = r.build_grid(r.load_reports(tmp_path), order=["markov", "echo"])
+    assert grid.rows == ["markov", "markov [process]", "echo [process]"]
+    assert grid.squares[("markov [process]", "0.36")].status == "fail"
+    assert grid.squares[("markov", "0.36")].status == "pass"
+    lines = r.grid_table(grid, marks=False)
+    assert "| markov [process] | process | 1 failed |" not in lines
+    assert "| markov | process | 1 failed |" in lines
+    assert "| echo | process | pass |" in lines
 
 
 def test_report_outside_tox_uses_its_own_fields(tmp_path: Path) -> None:

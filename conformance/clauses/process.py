@@ -30,7 +30,7 @@ class ProcessClauses:
     @clause("process.state")
     def test_process_state(self, llm_conformance: Context) -> None:
         ctx = llm_conformance
-        mode = isolation_mode(ctx.model_id)
+        mode = ctx.bench.isolation or isolation_mode(ctx.model_id)
         in_thread = mode != "process"
         ctx.use(Plan())
         ctx.twin_run()  # warm-up: imports and one-time set-up are not "while it runs"

@@ -54,11 +54,23 @@ def main() -> None:
         os._exit(3)
     try:
         model = _load(hello)
+        _setup_hook()
     except BaseException as error:
         connection.send(protocol.FAILED, 0, wire.encode_exception(error))
         connection.close()
         os._exit(0)
     Worker(connection, model, hello).run()
+
+
+def _setup_hook() -> None:
+    """``LLM_ASYNC_WORKER_SETUP=module:function``: called once in each worker after the model
+    is looked up.  A seam for tools that must see ``execute()`` where it runs (the conformance
+    suite's probe, :mod:`conformance.probe`); unset in normal use."""
+    spec = os.environ.get("LLM_ASYNC_WORKER_SETUP")
+    if not spec:
+        return
+    module_name, _, function = spec.partition(":")
+    getattr(importlib.import_module(module_name), function or "setup")()
 
 
 def _die_with_parent(parent_pid: int) -> None:

@@ -51,14 +51,26 @@ class TestRequiredOptionAgain(TestRequiredOption):
 """
 
 # Clauses that cannot apply to these models, and the words their skip reason must contain.
+THREAD_ONLY_SKIPS = {
+    clause_id: "--llm-isolation process"
+    for clause_id in CLAUSES
+    if clause_id.startswith("isolation.")
+}
+# Thread-bridge promises with no counterpart in a worker process.
+PROCESS_ONLY_SKIPS = {
+    "worker.contextvars": "context variables do not reach",
+    "cancellation.at_yield": "no counterpart the suite can observe in a worker process",
+}
 EXPECTED_SKIPS: dict[str, dict[str, str]] = {
     "conformance-good": {
         "differential.native": "no native async model",
         "conversation.rejected": "supports_conversation=True",
+        **THREAD_ONLY_SKIPS,
     },
     "conformance-single-turn": {
         "differential.native": "no native async model",
         "conversation.turns": "supports_conversation=False",
+        **THREAD_ONLY_SKIPS,
     },
 }
 
@@ -113,3 +125,19 @@ def test_verdicts_on_sampling_fresh_ids_and_required_options(
     names = sorted(path.name for path in pytester.path.glob("report-*.json"))
     assert "report-conformance-required-option-TestRequiredOption.json" in names
     assert "report-conformance-required-option-TestRequiredOptionAgain.json" in names
+
+
+def test_good_models_pass_every_applicable_clause_in_process_isolation(run_suite: Any) -> None:
+    """The same models in worker processes: every clause that applies passes there too."""
+    run = run_suite(SUITE, "--llm-isolation", "process")
+    for model_id, skips in EXPECTED_SKIPS.items():
+        expected = {c: words for c, words in skips.items() if c not in THREAD_ONLY_SKIPS}
+        expected.update(PROCESS_ONLY_SKIPS)
+        if not features.has_astream_events():  # llm < 0.36
+            expected.update(NEEDS_LLM_036)
+        assert run.reports[model_id]["isolation"] == "process"
+        assert run.with_outcome(model_id, "failed", "error", "xpassed") == set(), run.explain(
+            model_id
+        )
+        assert run.with_outcome(model_id, "skipped") == set(expected), run.explain(model_id)
+    assert run.result.ret == 0

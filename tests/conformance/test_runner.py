@@ -26,6 +26,7 @@ REPORT_KEYS = {
     "plugin",
     "model_id",
     "cell",
+    "isolation",
     "started",
     "duration_s",
     "clauses",
@@ -49,6 +50,7 @@ def check_report(path: Path, model_id: str) -> dict:
     assert set(report) == REPORT_KEYS
     assert report["schema"] == "llm-conformance-report/1"
     assert report["model_id"] == model_id
+    assert report["isolation"] == "thread"
     for clause in report["clauses"]:
         assert clause["id"] in CLAUSES
         assert clause["group"] == clause["id"].split(".")[0]

@@ -10,6 +10,7 @@ import signal
 import socket
 import sqlite3
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -24,6 +25,9 @@ from typing import Any
 import pytest
 
 DB_NAME = "e2e"
+# llm plugins that make network requests at registration unless their fixture seeded files:
+# loaded only by servers that set the fixture up.
+PLUGIN_FIXTURES = {"llm-gpt4all": "gpt4all-smollm2"}
 TABLE = "docs"
 ADAPTER_DIST = "llm-all-models-async"
 STARTUP_TIMEOUT_S = 90.0
@@ -211,9 +215,13 @@ class JobWatch:
 class DatasetteServer:
     """A running `datasette serve` process and an HTTP session logged in as root."""
 
-    def __init__(self, process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+    def __init__(
+        self, process: subprocess.Popen[bytes], port: int, log_path: Path, env: Mapping[str, str]
+    ) -> None:
         import httpx
 
+        self.env = dict(env)
+        self.user_dir = Path(env["LLM_USER_PATH"])
         self.process = process
         self.base_url = f"http://127.0.0.1:{port}"
         self.log_path = log_path
@@ -365,6 +373,19 @@ class DatasetteServer:
     def rows(self) -> list[dict[str, Any]]:
         return self.sql(f"select * from {TABLE} order by id")
 
+    # -- the adapter's worker processes, as `llm async workers --json` lists them -------------
+    def workers(self) -> list[dict[str, Any]]:
+        result = subprocess.run(
+            [sys.executable, "-m", "llm", "async", "workers", "--json"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
+        return json.loads(result.stdout)
+
 
 def _datasette_config(models: list[Any]) -> dict[str, Any]:
     """datasette.json: datasette-llm's allow-list and per-model options for enrichments."""
@@ -393,7 +414,8 @@ def datasette_server(tmp_path: Path) -> Iterator[Callable[..., DatasetteServer]]
 
     `start(models=[...], adapter=True, llm_fixtures=[...], rows=24, env={})`: `models` is
     datasette-llm's `purposes.enrichments.models` list; `adapter=False` loads every installed
-    llm plugin except the adapter (through `LLM_LOAD_PLUGINS`).
+    llm plugin except the adapter (through `LLM_LOAD_PLUGINS`). A plugin of
+    `PLUGIN_FIXTURES` is loaded only when its fixture is among `llm_fixtures`.
     """
     with contextlib.ExitStack() as stack:
         counter = iter(range(1000))
@@ -419,8 +441,11 @@ def datasette_server(tmp_path: Path) -> Iterator[Callable[..., DatasetteServer]]
                 LLM_USER_PATH=str(user_dir), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1"
             )
             server_env.update(stack.enter_context(_llm_fixtures(llm_fixtures, user_dir, work_dir)))
-            if not adapter:
-                plugins = [d for d in llm_plugin_dists() if d != ADAPTER_DIST]
+            unseeded = {d for d, f in PLUGIN_FIXTURES.items() if f not in llm_fixtures}
+            installed = llm_plugin_dists()
+            if not adapter or unseeded & set(installed):
+                skipped = unseeded | (set() if adapter else {ADAPTER_DIST})
+                plugins = [d for d in installed if d not in skipped]
                 server_env["LLM_LOAD_PLUGINS"] = ",".join(plugins)
             server_env.update(env or {})
             port = free_port()
@@ -434,12 +459,65 @@ def datasette_server(tmp_path: Path) -> Iterator[Callable[..., DatasetteServer]]
                 command, env=server_env, cwd=base, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
             )  # fmt: skip
-            server = DatasetteServer(process, port, log_path)
+            server = DatasetteServer(process, port, log_path, server_env)
             stack.callback(server.stop)
             server.start()
             return server
 
         yield start
+
+
+class FileOpens:
+    """Counts every open(2) of one file, by any process, with Linux inotify (IN_OPEN).
+
+    How the e2e check sees a weight load happen inside a worker process it cannot reach.
+    """
+
+    IN_OPEN = 0x20
+    IN_NONBLOCK = 0o4000
+
+    def __init__(self, path: Path) -> None:
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = self._libc.inotify_init1(self.IN_NONBLOCK)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1")
+        if self._libc.inotify_add_watch(self.fd, os.fsencode(path), self.IN_OPEN) < 0:
+            error = ctypes.get_errno()
+            os.close(self.fd)
+            raise OSError(error, f"inotify_add_watch({path})")
+        self.opens = 0
+
+    def count(self) -> int:
+        """Opens seen so far (reads the pending events without blocking)."""
+        while True:
+            try:
+                data = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return self.opens
+            offset = 0
+            while offset < len(data):
+                _wd, mask, _cookie, length = struct.unpack_from("iIII", data, offset)
+                offset += 16 + length
+                self.opens += bool(mask & self.IN_OPEN)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+@pytest.fixture
+def file_opens() -> Iterator[Callable[[Path], FileOpens]]:
+    """`file_opens(path)` starts counting the opens of `path`; closed at teardown."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("counting file opens needs Linux inotify")
+    watches: list[FileOpens] = []
+
+    def watch(path: Path) -> FileOpens:
+        watches.append(FileOpens(path))
+        return watches[-1]
+
+    yield watch
+    for found in watches:
+        found.close()
 
 
 LATENCIES = pytest.StashKey[list[tuple[str, dict[str, Any]]]]()

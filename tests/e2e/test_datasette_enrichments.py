@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import statistics
+import time
 from importlib import metadata
 from typing import Any
 
@@ -99,16 +100,18 @@ needs_mrchatterbox = pytest.mark.skipif(
 pytestmark = pytest.mark.slow
 
 
-def assert_job_complete(server: Any, job_id: int, column: str) -> list[dict[str, Any]]:
+def assert_job_complete(
+    server: Any, job_id: int, column: str, count: int = ROWS
+) -> list[dict[str, Any]]:
     """The job finished every row with no error, and every row has a non-empty output."""
     job = server.job_row(job_id)
     assert (job["status"], job["row_count"], job["done_count"], job["error_count"]) == (
-        "finished", ROWS, ROWS, 0,
+        "finished", count, count, 0,
     ), job  # fmt: skip
     errors = server.error_rows(job_id)
     assert errors == [], f"_enrichment_errors for job {job_id}: {errors}"
     rows = server.rows()
-    assert len(rows) == ROWS
+    assert len(rows) == count
     empty = [row["id"] for row in rows if not (row[column] or "").strip()]
     assert empty == [], f"rows with an empty {column!r}: {empty}\n{server.log_tail()}"
     return rows
@@ -221,3 +224,82 @@ def test_without_adapter_markov_is_not_a_valid_choice(datasette_server: Any) -> 
     assert server.page_form(response.text).errors == ["Not a valid choice."]
     jobs = server.sql("select count(*) as n from sqlite_master where name = '_enrichment_jobs'")
     assert jobs == [{"n": 0}], "a job was created for a model the form refused"
+
+
+# -- process isolation (issue 8) ---------------------------------------------------------------
+
+PROCESS = {"LLM_ASYNC_ISOLATION": "process"}
+MANY_ROWS = 1000
+MANY_ROWS_TIMEOUT_S = 900
+GPT4ALL = {"model": "SmolLM2-135M-Instruct-Q4_1", "options": {"max_tokens": 8, "temp": 0.0}}
+GPT4ALL_ROWS = 6
+POLL_INTERVAL_S = 0.05
+
+
+def _gpt4all_missing() -> str | None:
+    for module, requirement in (("llm_gpt4all", "llm-gpt4all==0.4"), ("gguf", "gguf==0.19.0")):
+        if importlib.util.find_spec(module) is None:
+            return (
+                f"{requirement} is not installed; pip install llm-gpt4all==0.4 gpt4all==2.8.2 "
+                "gguf==0.19.0 (the gpt4all-smollm2 fixture re-tags the SmolLM2 GGUF)"
+            )
+    return None
+
+
+GPT4ALL_MISSING = _gpt4all_missing()
+
+
+@needs_adapter
+@needs_mrchatterbox
+@pytest.mark.timeout(MANY_ROWS_TIMEOUT_S + 120)
+def test_mrchatterbox_thousand_rows_one_weight_load_in_process_isolation(
+    datasette_server: Any, record_watch: Any, file_opens: Any
+) -> None:
+    """1,000 rows in one Datasette process: no RecursionError, and the checkpoint is opened
+    once, by the one warm worker that served every row (thread mode reloads it per row)."""
+    from matrix.fixtures.mrchatterbox import FIXED_REPLY
+
+    server = datasette_server(
+        models=[MRCHATTERBOX], llm_fixtures=["mrchatterbox-fixed"], rows=MANY_ROWS, env=PROCESS
+    )
+    (checkpoint,) = server.user_dir.rglob("model_*.pt")
+    opens = file_opens(checkpoint)
+    job_id = server.start_job(MRCHATTERBOX, "chatterbox_out")
+    watch = server.wait_for_jobs([job_id], timeout=MANY_ROWS_TIMEOUT_S)
+    record_watch(watch)
+    rows = assert_job_complete(server, job_id, "chatterbox_out", MANY_ROWS)
+    assert {row["chatterbox_out"] for row in rows} == {FIXED_REPLY}
+    assert opens.count() == 1, f"the checkpoint was opened {opens.count()} times (loads)"
+    workers = [w for w in server.workers() if w["model_id"] == MRCHATTERBOX]
+    assert [w["prompts_served"] for w in workers] == [MANY_ROWS], workers
+    assert_responsive(watch)
+
+
+@needs_adapter
+@pytest.mark.skipif(GPT4ALL_MISSING is not None, reason=GPT4ALL_MISSING or "")
+@pytest.mark.timeout(TEST_TIMEOUT_S)
+def test_gpt4all_enriches_rows_and_the_request_log_survives_in_process_isolation(
+    datasette_server: Any, record_watch: Any
+) -> None:
+    """gpt4all points fds 1/2 at /dev/null while it generates: in a worker process that is the
+    worker's own business, and every request Datasette served meanwhile reaches its log."""
+    server = datasette_server(
+        models=[GPT4ALL], llm_fixtures=["gpt4all-smollm2"], rows=GPT4ALL_ROWS, env=PROCESS
+    )
+    job_id = server.start_job(GPT4ALL["model"], "gpt4all_out")
+    markers: list[str] = []
+    while not server.job_progress(job_id)["is_complete"]:
+        marker = f"/-/versions.json?while_streaming={len(markers)}"
+        assert server.client.get(marker).status_code == 200
+        markers.append(marker)
+        time.sleep(POLL_INTERVAL_S)  # pacing the requests, not waiting for anything
+    watch = server.wait_for_jobs([job_id], timeout=JOB_TIMEOUT_S)
+    record_watch(watch)
+    assert_job_complete(server, job_id, "gpt4all_out", GPT4ALL_ROWS)
+    assert markers, "the job finished before any request could be made during it"
+    log = server.log_path.read_text(errors="replace")
+    lost = [marker for marker in markers if marker not in log]
+    assert lost == [], (
+        f"{len(lost)} of {len(markers)} requests made during the job are missing from "
+        f"Datasette's request log:\n{server.log_tail()}"
+    )
