@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from . import adapter, capabilities, subject
+from . import adapter, capabilities, samples, subject
 from .capabilities import Capabilities
 from .hermetic import Hermetic
 from .instrument import Instrument, Plan, Record
@@ -32,15 +33,48 @@ class Bench:
     instrument: Instrument | None = None
     reseed_hook: Callable[[int], None] | None = None
     setup_error: str | None = None
+    setup_skip: str | None = None  # the preflight failed (xdist worker): every clause skips
     inactive_reason: str | None = None
     cell: str | None = None
+    loop_errors: list[str] = field(default_factory=list)
     isolation: str = "thread"
     _determinism: dict[str, bool] = field(default_factory=dict)
+    _verdicts: dict[str, str | None] = field(default_factory=dict)
     _references: dict[Any, RunResult] = field(default_factory=dict)
 
     def reseed(self) -> None:
         if self.samples is not None and self.samples.seed is not None and self.reseed_hook:
             self.reseed_hook(self.samples.seed)
+
+
+ISOLATION_ENV = "LLM_ASYNC_ISOLATION"
+
+
+def isolation_mode(model_id: str) -> str:
+    """``thread`` or ``process``: the adapter's setting for the model, else the environment."""
+    found = adapter.settings_of(model_id)
+    mode = getattr(found, "isolation", None) if found is not None else None
+    if mode is None:
+        mode = os.environ.get(ISOLATION_ENV, "thread")
+    return str(mode).strip().lower() or "thread"
+
+
+def quiet_loop(into: list[str]) -> None:
+    """Make the running loop record stray errors (a task whose exception nobody retrieved,
+    an async generator that failed to close) as one line each instead of logging them.
+
+    asyncio logs them with a formatted traceback from the finaliser of the task, at whatever
+    moment the garbage collector runs: on CPython 3.11.7 that formatting, nested inside
+    pytest's own ``ast.parse`` of a failure, crashes pytest (see ``plugin.py``).  A failing
+    clause leaves such tasks behind by design; their errors are the clause's business.
+    """
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        detail = f": {type(error).__name__}: {error}" if error else ""
+        into.append(str(context.get("message", "")) + detail)
+
+    asyncio.get_running_loop().set_exception_handler(handler)
 
 
 class Context:
@@ -105,13 +139,19 @@ class Context:
         return self.instrument.use(plan)
 
     def loop(self, factory: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-        return asyncio.run(factory())
+        """``asyncio.run(factory())`` on a loop that records, not logs, stray task errors."""
 
-    def sync_run(self, prompt: str | None = None, **kwargs: Any) -> RunResult:
+        async def main() -> Any:
+            quiet_loop(self.bench.loop_errors)
+            return await factory()
+
+        return asyncio.run(main())
+
+    def sync_run(self, prompt: str | None = None, *, model: Any = None, **kwargs: Any) -> RunResult:
+        """The prompt on a fresh sync model instance (or on ``model``)."""
         prompt = self.samples.prompt if prompt is None else prompt
-        return subject.run_sync(
-            self.sync(), self.bench.reseed, prompt, **self.prompt_kwargs(**kwargs)
-        )
+        target = model if model is not None else self.sync()
+        return subject.run_sync(target, self.bench.reseed, prompt, **self.prompt_kwargs(**kwargs))
 
     async def async_run(
         self, prompt: str | None = None, *, model: Any = None, **kwargs: Any
@@ -140,7 +180,8 @@ class Context:
         return cached
 
     def deterministic(self, *, reseeded: bool = True) -> bool:
-        """Declared, or measured by running the sync model twice (reseeding or not)."""
+        """Declared, or measured: two runs on fresh sync instances say the same (text and
+        chunks; the rest of the response, e.g. its JSON with a fresh id, does not count)."""
         declared = self.caps.values.get("deterministic")
         if declared is not None:
             return bool(declared)
@@ -150,13 +191,80 @@ class Context:
             if not reseeded:
                 self.samples.seed = None
             try:
+                # A settling run first: a model that carries state from an unfinished earlier
+                # prompt shows it once, which is not randomness (see carried_state).
+                self.sync_run()
                 first, second = self.sync_run(), self.sync_run()
             finally:
                 self.samples.seed = saved
-            self.bench._determinism[key] = (
-                first.error is None and first.comparable() == second.comparable()
-            )
+            self.bench._determinism[key] = first.error is None and first.said() == second.said()
         return self.bench._determinism[key]
+
+    def nondeterminism(self) -> str:
+        """Why the model is compared on shape, for the clause's message."""
+        sampling = samples.sampling_options(self.caps.option_fields(), self.samples.prompt_options)
+        if sampling:
+            return (
+                f"a sampling model ({sampling}): two sync runs with the same seed say different "
+                "things, so it is compared on shape"
+            )
+        return (
+            "two sync runs with the same seed say different things (a random generator the "
+            "suite does not reseed, or state carried from one prompt to the next), so it is "
+            "compared on shape"
+        )
+
+    def carried_state(self) -> str | None:
+        """Whether one sync model instance alone answers differently on a second prompt, or
+        after a cancelled or failed one.
+
+        Asked when an exact comparison fails, to tell a model that carries state between
+        prompts (a shared cache, a half-finished generation) apart from an adapter defect.
+        Runs on llm's sync path only; None when the answer does not change.
+        """
+        if "state" in self.bench._verdicts:
+            return self.bench._verdicts["state"]
+        found: str | None = None
+        self.instrument.use(Plan())
+        model = self.sync()  # one instance, as a twin keeps one sync model for its prompts
+        before = self.sync_run(model=model)
+        again = self.sync_run(model=model)
+        if before.error is None and again.said() != before.said():
+            found = (
+                f"one model instance answers the same prompt differently the second time "
+                f"({before.text!r}, then {again.text!r}): each answer depends on the prompts "
+                "before it"
+            )
+        elif before.error is None:
+            response = model.prompt(self.samples.prompt, **self.prompt_kwargs())
+            stream = iter(response)
+            next(stream, None)
+            stream.close()  # a cancelled prompt: the generator is closed after one chunk
+            del stream, response
+            after = self.sync_run(model=model)
+            if after.said() != before.said():
+                found = f"after a cancelled prompt its answer {before.text!r} became {after.text!r}"
+            elif self.samples.failing_prompt is not None:
+                self.sync_run(self.samples.failing_prompt, model=model)
+                after = self.sync_run(model=model)
+                if after.said() != before.said():
+                    found = (
+                        f"after a failed prompt its answer {before.text!r} became {after.text!r}"
+                    )
+        self.instrument.use(Plan())
+        self.bench._verdicts["state"] = found
+        return found
+
+    def state_note(self) -> str:
+        """A message suffix naming carried state when the sync model shows it, else ''."""
+        found = self.carried_state()
+        if found is None:
+            return ""
+        return (
+            f" -- the model carries state between prompts: on llm's sync path alone, without "
+            f"the adapter, {found}; a plugin finding (reset per-request state at the start "
+            "of execute()), not randomness and not the adapter"
+        )
 
     # -- instrument records ----------------------------------------------------------------
 

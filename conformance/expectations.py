@@ -1,21 +1,28 @@
-"""Expected failures declared by the plugin: one strict entry per clause id, with its reason.
+"""Expected failures declared by the plugin: per clause id, the reason and the failure it expects.
 
 Sources, merged (later wins): ``[tool.llm-conformance]`` in the plugin's pyproject.toml, a
 TOML file with the same layout at top level, the matrix cell, the test class attribute
 ``expected_failures``.  In each TOML source::
 
     [expected-failures]                      # for every model the plugin tests
-    "concurrency.stdio" = "redirects fd 1/2 process-wide (os.dup2)"
+    "concurrency.stdio" = "fd 1 (stdout) pointed to"          # reason, matched as text
 
-    [models."my-model".expected-failures]    # for one model id
-    "streaming.incremental" = "the backend returns the whole text at once"
+    [models."my-model".expected-failures."streaming.incremental"]   # for one model id
+    reason = "the backend returns the whole text at once"
+    match = "no chunk reached the consumer"
 
-Entries are strict: a clause listed here that passes fails the run (XPASS(strict)); an entry
-naming no known clause id is reported by ``suite.expectations`` as an error.
+An entry says which failure it expects, so an adapter regression in the same clause is not
+hidden behind it: the clause's failure message must contain the string entry (case and runs of
+white space ignored), or match the table entry's ``match`` regular expression (``re.search``;
+without ``match`` the reason is matched as text).  A failure that does not match fails the
+clause, naming the entry; a clause listed here that passes fails the run (XPASS(strict)); an
+entry naming no known clause id, or with an empty reason or a broken pattern, is reported by
+``suite.expectations`` as an error.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,9 +41,29 @@ TABLE_KEY = "expected-failures"
 
 @dataclass(frozen=True)
 class Entry:
+    """One expected failure: why it fails (``reason``) and which failure it is (``pattern``)."""
+
     clause_id: str
     reason: str
     source: str
+    pattern: str | None = None  # a regular expression; None: the reason, matched as text
+
+    def matches(self, message: str) -> bool:
+        if self.pattern is not None:
+            return re.search(self.pattern, message) is not None
+        return _folded(self.reason) in _folded(message)
+
+    def describe_match(self) -> str:
+        if self.pattern is not None:
+            return f"a failure matching /{self.pattern}/"
+        return f"a failure whose message contains {self.reason!r}"
+
+
+def _folded(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+ENTRY_KEYS = ("reason", "match")
 
 
 @dataclass
@@ -46,17 +73,49 @@ class Expectations:
     problems: list[str] = field(default_factory=list)
 
     def add(self, mapping: Mapping[str, Any] | None, source: str) -> None:
-        for clause_id, reason in (mapping or {}).items():
-            if not isinstance(reason, str) or not reason.strip():
-                self.problems.append(
-                    f"{source}: entry {clause_id!r} needs a non-empty reason string"
-                )
+        for clause_id, value in (mapping or {}).items():
+            entry = self._entry(str(clause_id), value, source)
+            if entry is None:
                 continue
-            entry = Entry(str(clause_id), reason.strip(), source)
             if entry.clause_id in CLAUSES:
                 self.entries[entry.clause_id] = entry
             else:
                 self.unknown.append(entry)
+
+    def _entry(self, clause_id: str, value: Any, source: str) -> Entry | None:
+        """Validate one entry: a reason string, or a table ``{reason = ..., match = ...}``."""
+        where = f"{source}: entry {clause_id!r}"
+        if isinstance(value, str):
+            if not value.strip():
+                self.problems.append(f"{where} needs a non-empty reason string")
+                return None
+            return Entry(clause_id, value.strip(), source)
+        if not isinstance(value, Mapping):
+            self.problems.append(
+                f"{where} must be a reason string or a table {{reason = ..., match = ...}}, "
+                f"not {type(value).__name__}"
+            )
+            return None
+        unknown = sorted(set(value) - set(ENTRY_KEYS))
+        reason, pattern = value.get("reason"), value.get("match")
+        if unknown:
+            self.problems.append(f"{where} has unknown key(s) {unknown}; known: reason, match")
+        elif not isinstance(reason, str) or not reason.strip():
+            self.problems.append(f"{where} needs a non-empty reason string")
+        elif pattern is not None and (not isinstance(pattern, str) or not pattern.strip()):
+            self.problems.append(f"{where}: match must be a non-empty regular expression")
+        else:
+            if pattern is not None:
+                try:
+                    re.compile(pattern)
+                except re.error as error:
+                    self.problems.append(f"{where}: match {pattern!r} is not a regex: {error}")
+                    return None
+            return Entry(clause_id, reason.strip(), source, pattern)
+        return None
+
+    def entry_for(self, clause_id: str) -> Entry | None:
+        return self.entries.get(clause_id)
 
     def reason_for(self, clause_id: str) -> str | None:
         entry = self.entries.get(clause_id)
@@ -82,9 +141,9 @@ def load(
     model_id: str | None,
     pyproject: Path | None = None,
     file: Path | None = None,
-    cell: Mapping[str, str] | None = None,
+    cell: Mapping[str, Any] | None = None,
     cell_name: str | None = None,
-    class_entries: Mapping[str, str] | None = None,
+    class_entries: Mapping[str, Any] | None = None,
     class_name: str | None = None,
 ) -> Expectations:
     result = Expectations()

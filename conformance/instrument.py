@@ -8,6 +8,7 @@ broken adapter fails a clause instead of hanging the run.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +20,10 @@ from . import adapter
 ARG_NAMES = ("prompt", "stream", "response", "conversation", "key")
 WAIT_BOUND = 15.0
 PAD_CHUNK = "<pad{}> "
+# Set by a clause in the caller's context; execute() records what it sees (worker.contextvars).
+CALLER_VALUE: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "llm_conformance_caller_value", default=None
+)
 
 
 @dataclass
@@ -37,6 +42,17 @@ class Plan:
     # state (fds 1/2, sys.stdout, logging, warnings, environ, cwd, SIGINT) until the end.
     meddle: bool = False
     wait_bound: float = WAIT_BOUND
+
+    def is_passthrough(self) -> bool:
+        """True when executes run untouched (only recorded)."""
+        return (
+            self.hold_first is None
+            and self.gate_after is None
+            and self.pad_to == 0
+            and self.raise_after is None
+            and self.stop_after is None
+            and self.synthetic is None
+        )
 
     def release(self) -> None:
         self.gate.set()
@@ -72,6 +88,8 @@ class Record:
     cancelled_after_gate: bool | None = None
     cancelled_at_end: bool | None = None
     padded: int = 0
+    caller_value: str | None = None  # CALLER_VALUE as execute() saw it
+    at_yield: bool = False  # suspended at a yield: handed a chunk out, not resumed yet
     done: threading.Event = field(default_factory=threading.Event)
     pid: int | None = None  # the worker process that ran it (process isolation), else None
     meddled: list[str] = field(default_factory=list)  # what a meddling worker changed
@@ -91,7 +109,10 @@ class Record:
 
     def describe_end(self) -> str:
         where = f"on thread {self.end_thread!r}" if self.end_thread else ""
-        return f"ended by {self.ended_by or 'nothing yet'} {where}".strip()
+        how = self.ended_by or "nothing yet"
+        if how == "error" and self.error is not None:
+            how = f"error ({type(self.error).__name__}: {self.error})"
+        return f"ended by {how} {where}".strip()
 
 
 class Instrument:
@@ -171,6 +192,7 @@ class Instrument:
         with self.lock:
             plan = self.plan
             record = Record(len(self.records), thread.name, thread.ident or 0, bound)
+            record.caller_value = CALLER_VALUE.get()
             self.records.append(record)
             self.active += 1
             self.max_active = max(self.max_active, self.active)
@@ -204,7 +226,11 @@ class Instrument:
                 record.chunks.append(
                     Chunk(value, threading.current_thread().name, time.monotonic())
                 )
-                yield value
+                record.at_yield = True
+                try:
+                    yield value
+                finally:
+                    record.at_yield = False
                 if plan.gate_after is not None and len(record.chunks) == plan.gate_after:
                     record.gate_reached.set()
                     if not plan.gate.wait(plan.wait_bound):

@@ -45,14 +45,22 @@ def build(run: ClassRun) -> dict[str, Any]:
     }
 
 
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
 def paths_for(path: Path, runs: list[ClassRun]) -> list[tuple[Path, ClassRun]]:
-    """One file per model: the path itself for one run, ``NAME-<model>.json`` for several."""
+    """One file per test class: the path itself for one run, ``NAME-<model>.json`` for
+    several, ``NAME-<model>-<TestClass>.json`` where two classes check the same model."""
     if len(runs) == 1:
         return [(path, runs[0])]
+    models = [_safe(str(run.model_id)) for run in runs]
     out = []
-    for run in runs:
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(run.model_id))
-        out.append((path.with_name(f"{path.stem}-{safe}{path.suffix or '.json'}"), run))
+    for run, model in zip(runs, models, strict=True):
+        name = model
+        if models.count(model) > 1:
+            name += "-" + _safe(run.nodeid.rsplit("::", 1)[-1])
+        out.append((path.with_name(f"{path.stem}-{name}{path.suffix or '.json'}"), run))
     return out
 
 

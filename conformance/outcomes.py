@@ -10,6 +10,8 @@ from .catalog import FIX_HINTS, group_of, order_key
 
 OUTCOMES = ("passed", "failed", "skipped", "xfailed", "xpassed", "error")
 NOTE_KEY = "llm-conformance-note"
+# Set on a report whose failure does not match the clause's declared expected failure.
+MISMATCH_ATTR = "llm_conformance_mismatch"
 
 
 @dataclass
@@ -57,6 +59,9 @@ class ClassRun:
 
 
 def _crash_message(report: Any) -> str:
+    mismatch = getattr(report, MISMATCH_ATTR, None)
+    if mismatch:
+        return str(mismatch)
     longrepr = report.longrepr
     crash = getattr(longrepr, "reprcrash", None)
     if crash is not None and getattr(crash, "message", None):

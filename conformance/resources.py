@@ -1,13 +1,18 @@
-"""Snapshots of this process's threads, open file descriptors and child processes."""
+"""Snapshots of this process's threads, open fds, child processes and process-wide state."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import signal
+import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 PROC_SELF_FD = Path("/proc/self/fd")
 
@@ -113,3 +118,115 @@ def stdio_kept() -> Iterator[None]:
             if fd_identity(fd) != before[fd]:
                 os.dup2(copy, fd)
             os.close(copy)
+
+
+# -- process-wide state a model must not touch while it runs -----------------------------
+
+
+def _logging_levels() -> dict[str, tuple[int, bool]]:
+    """(level, disabled) of the root logger and every logger created so far."""
+    levels = {"<root>": (logging.root.level, logging.root.disabled)}
+    for name, found in list(logging.root.manager.loggerDict.items()):
+        if isinstance(found, logging.Logger):
+            levels[name] = (found.level, found.disabled)
+    levels["<logging.disable>"] = (logging.root.manager.disable, False)
+    return levels
+
+
+def _signal_handlers() -> dict[str, Any]:
+    handlers = {}
+    for number in sorted(signal.valid_signals()):
+        try:
+            handlers[signal.Signals(number).name] = signal.getsignal(number)
+        except (ValueError, OSError):
+            continue
+    return handlers
+
+
+@dataclass(frozen=True)
+class ProcessState:
+    """What every thread of the process shares and a model could change while it runs."""
+
+    fds: dict[int, tuple[tuple[int, int] | None, str]]  # fd -> (identity, description)
+    stdout: Any
+    stderr: Any
+    logging: dict[str, tuple[int, bool]]
+    warning_filters: tuple[Any, ...]
+    environ: dict[str, str]
+    cwd: str
+    signals: dict[str, Any]
+
+    @classmethod
+    def take(cls) -> ProcessState:
+        try:
+            cwd = os.getcwd()
+        except OSError as error:
+            cwd = f"<unreadable: {error}>"
+        return cls(
+            fds={fd: (fd_identity(fd), describe_fd(fd)) for fd in (1, 2)},
+            stdout=sys.stdout,
+            stderr=sys.stderr,
+            logging=_logging_levels(),
+            warning_filters=tuple(warnings.filters),
+            environ=dict(os.environ),
+            cwd=cwd,
+            signals=_signal_handlers(),
+        )
+
+    def changes_since(self, before: ProcessState) -> list[str]:
+        """What differs from ``before``, one line per change (new loggers do not count)."""
+        found = []
+        for fd, name in ((1, "stdout"), (2, "stderr")):
+            if self.fds[fd][0] != before.fds[fd][0]:
+                found.append(
+                    f"fd {fd} ({name}) pointed to {self.fds[fd][1]} instead of {before.fds[fd][1]}"
+                )
+        if self.stdout is not before.stdout:
+            found.append(f"sys.stdout was replaced by {self.stdout!r}")
+        if self.stderr is not before.stderr:
+            found.append(f"sys.stderr was replaced by {self.stderr!r}")
+        for name, (level, disabled) in self.logging.items():
+            old = before.logging.get(name)
+            if old is not None and old != (level, disabled):
+                found.append(
+                    f"logger {name}: level {logging.getLevelName(old[0])} -> "
+                    f"{logging.getLevelName(level)}" + (", disabled" if disabled else "")
+                )
+        if self.warning_filters != before.warning_filters:
+            found.append(
+                f"warning filters changed ({len(before.warning_filters)} -> "
+                f"{len(self.warning_filters)} entries)"
+            )
+        keys = sorted(set(self.environ) | set(before.environ))
+        changed = [k for k in keys if self.environ.get(k) != before.environ.get(k)]
+        if changed:
+            found.append(f"os.environ changed: {', '.join(changed)}")
+        if self.cwd != before.cwd:
+            found.append(f"the working directory changed from {before.cwd} to {self.cwd}")
+        moved = [n for n, h in self.signals.items() if before.signals.get(n) is not h]
+        if moved:
+            found.append(f"signal handlers changed: {', '.join(moved)}")
+        return found
+
+    def restore(self) -> None:
+        """Put everything back (fds 1/2 are restored by :func:`stdio_kept`)."""
+        sys.stdout, sys.stderr = self.stdout, self.stderr
+        for name, (level, disabled) in self.logging.items():
+            if name == "<logging.disable>":
+                logging.disable(level)
+                continue
+            logger = logging.root if name == "<root>" else logging.getLogger(name)
+            logger.setLevel(level)
+            logger.disabled = disabled
+        warnings.filters[:] = list(self.warning_filters)
+        if dict(os.environ) != self.environ:
+            os.environ.clear()
+            os.environ.update(self.environ)
+        with contextlib.suppress(OSError):
+            if os.getcwd() != self.cwd:
+                os.chdir(self.cwd)
+        if threading.current_thread() is threading.main_thread():
+            for name, handler in self.signals.items():
+                if handler is not None and signal.getsignal(signal.Signals[name]) is not handler:
+                    with contextlib.suppress(OSError, ValueError, TypeError):
+                        signal.signal(signal.Signals[name], handler)

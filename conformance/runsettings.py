@@ -143,8 +143,9 @@ def _check_value(key: str, value: Any, where: str) -> Any:
     raise AssertionError(key)  # pragma: no cover - KEYS and this function list the same keys
 
 
-def check_expected(value: Any, where: str) -> dict[str, str]:
-    """An expected-failures table: clause id -> non-empty reason."""
+def check_expected(value: Any, where: str) -> dict[str, Any]:
+    """An expected-failures table: clause id -> a reason (matched as text in the failure
+    message) or a table ``{reason, match}`` (``match``: a regular expression)."""
     if not isinstance(value, Mapping):
         raise SettingsError(f"{where}: expected-failures must be a table of clause id = reason")
     from .catalog import CLAUSES
@@ -156,6 +157,15 @@ def check_expected(value: Any, where: str) -> dict[str, str]:
                 f"{where}: expected failure {clause_id!r} is not a clause id "
                 "(the clause table: conformance/README.md)"
             )
+        if isinstance(reason, Mapping):  # {reason, match}: see conformance.expectations
+            from .expectations import Expectations
+
+            found = Expectations()
+            found.add({clause_id: reason}, where)
+            if found.problems:
+                raise SettingsError(found.problems[0])
+            table[str(clause_id)] = dict(reason)
+            continue
         if not isinstance(reason, str) or not reason.strip():
             raise SettingsError(
                 f"{where}: expected failure {clause_id!r} needs a non-empty reason string"

@@ -136,3 +136,19 @@ def derive_valid_options(option_fields: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(default, (bool, int, float, str)) and not callable(default):
             chosen[name] = default
     return chosen
+
+
+def sampling_options(option_fields: Mapping[str, Any], prompt_options: Mapping[str, Any]) -> str:
+    """The options that make a model sample (temperature > 0, an unset seed), as text."""
+    found = []
+    for name in option_fields:
+        if name.lower() in ("temperature", "temp"):
+            value = prompt_options.get(name, getattr(option_fields[name], "default", None))
+            try:
+                if value is not None and float(value) > 0:
+                    found.append(f"{name}={value}")
+            except (TypeError, ValueError):
+                continue
+        elif name.lower() == "seed" and prompt_options.get(name) is None:
+            found.append(f"{name} unset")
+    return ", ".join(found)

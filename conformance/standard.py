@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from . import adapter, capabilities, expectations, runconfig, samples, subject
+from . import adapter, capabilities, expectations, preflight, runconfig, samples, subject
 from .clauses.cancellation import CancellationClauses
 from .clauses.concurrency import ConcurrencyClauses
 from .clauses.conversation import ConversationClauses
@@ -19,11 +19,14 @@ from .clauses.hygiene import HygieneClauses
 from .clauses.inputs import InputClauses
 from .clauses.isolation import IsolationClauses
 from .clauses.keys import KeyClauses
+from .clauses.logs import LogsClauses
 from .clauses.loop import LoopClauses
 from .clauses.options import OptionsClauses
+from .clauses.process import ProcessClauses
 from .clauses.streaming import StreamingClauses
 from .clauses.suite import SuiteClauses
 from .clauses.timeouts import TimeoutClauses
+from .clauses.worker import WorkerClauses
 from .context import RELEASE_BOUND, Bench, Context
 from .hermetic import hermetic
 from .instrument import Instrument
@@ -40,6 +43,7 @@ class _Derive:
 
 DERIVE: Any = _Derive()
 EXPECTATIONS_KEY = pytest.StashKey[dict[type, expectations.Expectations]]()
+PREFLIGHT_KEY = pytest.StashKey[dict[str, str | None]]()
 
 
 def _class_value(cls: type, name: str) -> Any:
@@ -67,11 +71,41 @@ def class_expectations(cls: type, config: pytest.Config) -> expectations.Expecta
     return cache[cls]
 
 
+def run_preflight(config: pytest.Config, bench: Bench) -> None:
+    """Stop the session (exit code 2) when the sample prompt fails on the sync model alone."""
+    assert bench.models is not None and bench.samples is not None
+    sample = bench.samples
+    options = dict(sample.prompt_options)
+    key = repr((bench.models.model_id, sample.prompt, sample.system, sorted(options.items())))
+    done = config.stash.setdefault(PREFLIGHT_KEY, {})
+    if key not in done:
+        done[key] = preflight.failure(
+            bench.models.model_id, bench.models.sync, sample.prompt, sample.system, options
+        )
+    message = done[key]
+    if message is None:
+        return
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is None:
+        pytest.exit(message, returncode=preflight.EXIT_CODE)
+    # An xdist worker: pytest.exit there reads as a crashed worker.  Hand the message to the
+    # controller (plugin.pytest_testnodedown), which prints it once and exits with 2; this
+    # worker's clauses of the model skip with it.
+    workeroutput[preflight.WORKER_KEY] = message
+    bench.setup_skip = (
+        "the sample prompt fails on the sync model alone: see the section 'llm conformance "
+        "preflight failed' for the error and the fix"
+    )
+
+
 class SyncModelConformance(
     IsolationClauses,
     HygieneClauses,
     LoopClauses,
+    ProcessClauses,
+    LogsClauses,
     ConcurrencyClauses,
+    WorkerClauses,
     InputClauses,
     ConversationClauses,
     ErrorClauses,
@@ -206,6 +240,10 @@ class SyncModelConformance(
                 )
                 yield bench
                 return
+            run_preflight(request.config, bench)
+            if bench.setup_skip:
+                yield bench
+                return
             bench.caps = capabilities.derive(bench.models.sync, overrides)
             if bench.caps.values.get("model_concurrency") is None:
                 bench.caps.set(
@@ -268,6 +306,8 @@ class SyncModelConformance(
         bench = llm_conformance_bench
         if bench.setup_error:
             pytest.fail(bench.setup_error, pytrace=False)
+        if bench.setup_skip:
+            pytest.skip(bench.setup_skip)
         if bench.inactive_reason:
             pytest.skip(bench.inactive_reason)
         assert bench.instrument is not None

@@ -143,13 +143,21 @@ class RunResult:
     error: BaseException | None = None
     seconds: float = 0.0
 
+    def said(self) -> dict[str, Any]:
+        """What the model said: the text and its chunks (what determinism is decided on)."""
+        return {"text": self.text, "chunks": self.chunks}
+
     def comparable(self) -> dict[str, Any]:
+        """What must match exactly for a deterministic model.
+
+        The raw response JSON is compared by its keys only: an HTTP model's JSON carries a
+        fresh id or timestamp per response, which says nothing about the answer.
+        """
         return {
-            "text": self.text,
-            "chunks": self.chunks,
+            **self.said(),
             "usage": self.usage,
             "tool calls": self.tool_calls,
-            "response_json": self.response_json,
+            "response_json keys": _json_keys(self.response_json),
             "stream events": self.events,
         }
 
@@ -170,17 +178,23 @@ class RunResult:
         }
 
 
+def _json_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return sorted(str(key) for key in value)
+    return None if value is None else type(value).__name__
+
+
 def differences(left: dict[str, Any], right: dict[str, Any], names: tuple[str, str]) -> list[str]:
     out = []
     for key in left:
         if left[key] != right.get(key):
             out.append(
-                f"{key}: {names[0]} {_short(left[key])} != {names[1]} {_short(right.get(key))}"
+                f"{key}: {names[0]} {short(left[key])} != {names[1]} {short(right.get(key))}"
             )
     return out
 
 
-def _short(value: Any, limit: int = 300) -> str:
+def short(value: Any, limit: int = 300) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "...]"
 

@@ -226,7 +226,8 @@ def _check_settings(
     "--expect-failure",
     multiple=True,
     metavar="CLAUSE=REASON",
-    help="A clause the model is known to fail, and why (repeatable)",
+    help="A clause the model is known to fail, with text its failure message contains "
+    "(repeatable; any other failure of the clause still fails)",
 )
 @click.option(
     "--isolation",

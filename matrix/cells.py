@@ -106,7 +106,7 @@ class Cell:
     env: dict[str, str]
     samples: dict[str, Any]
     capabilities: dict[str, Any]
-    expected_failures: dict[str, str]
+    expected_failures: dict[str, Any]
     lanes: list[str]
     python: str | None
     llm_versions: list[str]
@@ -448,6 +448,8 @@ def _load_cell(name: str, data: Any, matrix: dict[str, Any], where: str) -> Cell
             raise reader.fail(
                 f"expected_failures.{clause}", "is not a clause id like 'streaming.incremental'"
             )
+        if isinstance(reason, dict):  # {reason, match}: validated by conformance.expectations
+            reason = reason.get("reason")
         if not isinstance(reason, str) or not reason.strip():
             raise reader.fail(f"expected_failures.{clause}", "needs a non-empty reason")
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from .. import features
-from ..context import Context
+from ..context import Context, quiet_loop
 from ..instrument import Plan, Record
 from ..marks import clause
 from ..waiting import LoopThread, async_wait_until, wait_event
@@ -47,8 +47,27 @@ async def _first_chunk(response: Any, ctx: Context) -> tuple[Any, Record]:
     return iterator, record
 
 
+def close_problem(error: BaseException) -> str:
+    """What the model's own generator did when it was closed, naming the real exception."""
+    text = f"{type(error).__name__}: {error}"
+    if isinstance(error, RuntimeError) and "ignored GeneratorExit" in str(error):
+        return (
+            f"the model's generator did not close cleanly: {text} (it catches GeneratorExit "
+            "and keeps yielding)"
+        )
+    return (
+        f"the model's generator did not close cleanly: its clean-up raised {text} when closed "
+        "(a finally or except GeneratorExit block that fails)"
+    )
+
+
 def _check_closed(
-    ctx: Context, record: Record, stop: Stop, how: str, limit: float = RELEASE_LIMIT
+    ctx: Context,
+    record: Record,
+    stop: Stop,
+    how: str,
+    limit: float = RELEASE_LIMIT,
+    released: str = "caller released",
 ) -> None:
     """The common verdict: prompt release, then a clean close on the worker after <= 1 chunk."""
     problems = []
@@ -81,15 +100,10 @@ def _check_closed(
         if record.end_thread == threading.main_thread().name:
             problems.append("the generator ran or was closed on the event loop's thread")
         if record.real_close_error is not None:
-            problems.append(
-                "the model's generator did not close cleanly: "
-                f"{type(record.real_close_error).__name__}: {record.real_close_error} (it "
-                "catches GeneratorExit and keeps yielding)"
-            )
+            problems.append(close_problem(record.real_close_error))
         if ctx.is_twin(ctx.twin()) and record.cancelled_after_gate is False:
             problems.append("llm_all_models_async.cancelled() was False after the stop")
     assert not problems, f"{how}: " + "; ".join(problems)
-    released = "response collected" if how == "dropping the response" else "caller released"
     ctx.note(
         f"{released} in {stop.released_after * 1000:.1f} ms; generator closed on "
         f"{record.end_thread} after {record.pulled_after_stop} more chunk(s){stop.note}"
@@ -107,6 +121,7 @@ def _scenario(
     how: str,
     stopper: Callable[[Any, Plan], Awaitable[tuple[Stop, Record]]],
     limit: float = RELEASE_LIMIT,
+    released: str = "caller released",
 ) -> None:
     plan = ctx.use(Plan(gate_after=1, pad_to=PAD))
     twin = ctx.twin()
@@ -118,7 +133,7 @@ def _scenario(
             plan.gate.set()
 
     stop, record = ctx.loop(main)
-    _check_closed(ctx, record, stop, how, limit)
+    _check_closed(ctx, record, stop, how, limit, released)
 
 
 class CancellationClauses:
@@ -162,6 +177,77 @@ class CancellationClauses:
             return stop, record
 
         _scenario(ctx, "task.cancel()", stopper)
+
+    @clause("cancellation.at_yield")
+    def test_cancellation_at_yield(self, llm_conformance: Context) -> None:
+        """The other state a stop can find: the model suspended at a ``yield``, the worker
+        waiting for buffer room, nobody inside ``next()``.  An adapter that closes the
+        generator itself when it is not running would close it on the event loop's thread."""
+        ctx = llm_conformance
+        if ctx.bench.isolation == "process":
+            pytest.skip(
+                "the thread bridge's state (a worker thread waiting for buffer room with the "
+                "generator suspended at a yield) has no counterpart the suite can observe in a "
+                "worker process; run with --llm-isolation thread to check it"
+            )
+        for name in ("LLM_ASYNC_STALL_TIMEOUT", "LLM_ASYNC_IDLE_TIMEOUT", "LLM_ASYNC_TIMEOUT"):
+            ctx.monkeypatch.delenv(name, raising=False)
+        ctx.monkeypatch.setenv("LLM_ASYNC_BUFFER", "1")
+        plan = ctx.use(Plan(pad_to=PAD))
+        twin = ctx.twin()
+
+        async def main() -> tuple[Stop, Record]:
+            response = twin.prompt(ctx.samples.prompt, **ctx.prompt_kwargs())
+            got_one = asyncio.Event()
+            never = asyncio.Event()
+
+            async def consume(stream: Any) -> None:
+                async for _ in stream:
+                    got_one.set()
+                    await never.wait()  # stops reading: the buffer fills, the worker waits
+
+            task = asyncio.create_task(consume(response))
+            try:
+                await asyncio.wait_for(got_one.wait(), BOUND)
+            except asyncio.TimeoutError:
+                task.cancel()
+                pytest.fail(f"no first chunk within {BOUND:g}s; cannot test stopping")
+            record = ctx.records(1)[0]
+            await async_wait_until(lambda: record.at_yield or record.done.is_set(), BOUND)
+            if not record.at_yield:
+                task.cancel()
+                plan.release()
+                pytest.fail(
+                    "the consumer stopped reading after one chunk (LLM_ASYNC_BUFFER=1), yet the "
+                    f"generator {record.describe_end() if record.done.is_set() else 'kept running'}"
+                    ": the worker does not wait for buffer room, so no stream was left paused "
+                    "at a yield to stop (see worker.buffer)",
+                    pytrace=False,
+                )
+            gone = weakref.ref(response)
+            record.mark_stop()
+            stopped_at = time.monotonic()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            del task, response  # the cancelled task's traceback holds the consumer's frame
+            collected = await async_wait_until(lambda: gc.collect() >= 0 and gone() is None, BOUND)
+            for _ in range(5):  # let the loop run the async generator's aclose()
+                await asyncio.sleep(0)
+            # Not a release measurement: the consumer was not waiting on the stream.
+            stop = Stop(time.monotonic() - stopped_at if collected else None, True)
+            plan.release()
+            await async_wait_until(record.done.is_set, BOUND)
+            return stop, record
+
+        stop, record = ctx.loop(main)
+        _check_closed(
+            ctx,
+            record,
+            stop,
+            "cancelling a consumer that stopped reading",
+            BOUND,
+            "response collected",
+        )
 
     @clause("cancellation.wait_for")
     def test_cancellation_wait_for(self, llm_conformance: Context) -> None:
@@ -264,7 +350,7 @@ class CancellationClauses:
             return stop, record
 
         # Collection takes a full gc pass, slow in big processes: bounded, not timed.
-        _scenario(ctx, "dropping the response", stopper, limit=BOUND)
+        _scenario(ctx, "dropping the response", stopper, BOUND, "response collected")
 
     @clause("cancellation.loop_shutdown")
     def test_cancellation_loop_shutdown(self, llm_conformance: Context) -> None:
@@ -274,6 +360,7 @@ class CancellationClauses:
         left: dict[str, float] = {}
 
         async def main() -> None:
+            quiet_loop(ctx.bench.loop_errors)
             response = twin.prompt(ctx.samples.prompt, **ctx.prompt_kwargs())
             started = asyncio.Event()
 

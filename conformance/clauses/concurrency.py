@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pytest
 
 from .. import adapter
 from ..context import Context
 from ..instrument import Plan
 from ..marks import clause
 from ..resources import describe_fd, fd_identity, stdio_kept
-from ..subject import RunResult, differences
+from ..subject import RunResult, differences, short
 from ..waiting import async_wait_until
+from .streaming import text_of
 
 BOUND = 15.0
 VIOLATION_WINDOW = 0.3  # bounded wait for an execute beyond the limit to start
 STDIO = ((1, "stdout"), (2, "stderr"))
+T = TypeVar("T")
 
 
 def limit_of(ctx: Context) -> int:
@@ -36,15 +42,24 @@ def reachable(ctx: Context, limit: int) -> tuple[int, str]:
     )
 
 
-async def _overlapped(ctx: Context, count: int, limit: int) -> tuple[list[RunResult], int, bool]:
-    """Start ``count`` prompts held after their first chunk; release them once ``limit`` run."""
+async def _overlapped(
+    ctx: Context, count: int, limit: int, observe: Callable[[], T] | None = None
+) -> tuple[list[RunResult], int, bool, T | None]:
+    """Start ``count`` prompts held after their first chunk; release them once ``limit`` run.
+
+    ``observe`` is called while they are all held mid-stream (on the loop's thread): what it
+    sees is the process as the overlapping executes leave it, with no race in the way.
+    """
     plan = ctx.use(Plan(gate_after=1, pad_to=2))
     twin = ctx.twin()
     tasks = [asyncio.ensure_future(ctx.async_run(model=twin)) for _ in range(count)]
+    observed: T | None = None
     try:
-        reached = await async_wait_until(lambda: ctx.instrument.active >= min(count, limit), BOUND)
+        reached = await async_wait_until(lambda: _held(ctx) >= min(count, limit), BOUND)
         # Bounded wait for a violation: one more execute than allowed starting.
         await async_wait_until(lambda: ctx.instrument.active > limit, VIOLATION_WINDOW)
+        if observe is not None:
+            observed = observe()
     finally:
         plan.gate.set()
     done, pending = await asyncio.wait(tasks, timeout=BOUND * 2)
@@ -56,7 +71,18 @@ async def _overlapped(ctx: Context, count: int, limit: int) -> tuple[list[RunRes
         else RunResult(error=TimeoutError("did not finish"))
         for t in tasks
     ]
-    return results, ctx.instrument.max_active, reached
+    return results, ctx.instrument.max_active, reached, observed
+
+
+def _held(ctx: Context) -> int:
+    """Executes paused after their first chunk right now."""
+    return sum(
+        1 for r in list(ctx.instrument.records) if r.gate_reached.is_set() and not r.done.is_set()
+    )
+
+
+def _stdio() -> dict[int, tuple[Any, str]]:
+    return {fd: (fd_identity(fd), describe_fd(fd)) for fd, _ in STDIO}
 
 
 class ConcurrencyClauses:
@@ -69,7 +95,7 @@ class ConcurrencyClauses:
         expected, settings = reachable(ctx, limit)
         count = max(ctx.samples.concurrent_prompts, limit + 1)
         with stdio_kept():
-            results, most, reached = ctx.loop(lambda: _overlapped(ctx, count, expected))
+            results, most, reached, _ = ctx.loop(lambda: _overlapped(ctx, count, expected))
         failed = [r.error for r in results if r.error is not None]
         assert most <= limit, (
             f"{most} executes ran at once although model_concurrency={limit}: the adapter "
@@ -97,20 +123,42 @@ class ConcurrencyClauses:
             concurrent = ctx.loop(main)
         errors = [r.error for r in concurrent if r.error is not None]
         assert not errors, f"{len(errors)} of {count} concurrent prompts failed: {errors[0]!r}"
-        exact = ctx.deterministic(reseeded=False)
-        for index, (one, other) in enumerate(zip(serial, concurrent, strict=False)):
-            if exact:
-                found = differences(one.comparable(), other.comparable(), ("serial", "concurrent"))
-            else:
-                found = differences(one.shape(), other.shape(), ("serial", "concurrent"))
-            assert not found, f"prompt {index + 1}: " + "; ".join(found)
-        ctx.note(
-            f"{count} concurrent prompts "
-            + (
-                "identical to serial ones"
-                if exact
-                else "compared on shape: the model's output depends on shared random state"
+        # Observed directly, whatever the model says: each consumer got what its own execute()
+        # yielded, nothing of another's (no cross-talk through shared state).
+        yielded = sorted(
+            tuple(t for t in (text_of(c.value) for c in record.chunks) if t is not None)
+            for record in ctx.records(count)
+        )
+        received = sorted(tuple(result.chunks) for result in concurrent)
+        if yielded != received:
+            pytest.fail(
+                f"{count} concurrent prompts: the chunks the consumers received "
+                f"{short(received)} are not the chunks their executes yielded "
+                f"{short(yielded)}: streams mixed up while they overlapped",
+                pytrace=False,
             )
+        if not ctx.deterministic(reseeded=False):
+            ctx.note(
+                f"{count} concurrent prompts each got exactly what its execute() yielded; "
+                "not compared with serial runs: " + ctx.nondeterminism()
+            )
+            return
+        for index, (one, other) in enumerate(zip(serial, concurrent, strict=False)):
+            found = differences(one.said(), other.said(), ("serial", "concurrent"))
+            if found:
+                pytest.fail(
+                    f"prompt {index + 1}: "
+                    + "; ".join(found)
+                    + (
+                        ctx.state_note()
+                        or " (the model says the same on serial runs: its output depends on "
+                        "what runs beside it, i.e. state shared between concurrent executes)"
+                    ),
+                    pytrace=False,
+                )
+        ctx.note(
+            f"{count} concurrent prompts each got exactly what its execute() yielded, "
+            "identical to serial ones"
         )
 
     @clause("concurrency.stdio")
@@ -119,11 +167,22 @@ class ConcurrencyClauses:
         limit = limit_of(ctx)
         expected, _ = reachable(ctx, limit)
         count = max(ctx.samples.concurrent_prompts, limit + 1)
-        before = {fd: (fd_identity(fd), describe_fd(fd)) for fd, _ in STDIO}
+        before = _stdio()
         saved = {fd: os.dup(fd) for fd, _ in STDIO if before[fd][0] is not None}
         problems = []
         try:
-            results, _, _ = ctx.loop(lambda: _overlapped(ctx, count, expected))
+            results, _, _, during = ctx.loop(
+                lambda: _overlapped(ctx, count, expected, lambda: (_held(ctx), _stdio()))
+            )
+            held, seen = during or (0, before)
+            if held >= 2:  # overlapping executes: a save/restore redirect races
+                for fd, name in STDIO:
+                    if seen[fd][0] != before[fd][0]:
+                        problems.append(
+                            f"while {held} executes overlapped (each paused after its first "
+                            f"chunk), fd {fd} ({name}) pointed to {seen[fd][1]} instead of "
+                            f"{before[fd][1]}"
+                        )
             for fd, name in STDIO:
                 identity, where = before[fd]
                 now = fd_identity(fd)
@@ -142,11 +201,16 @@ class ConcurrencyClauses:
                     os.dup2(copy, fd)
                 os.close(copy)
         assert not problems, (
-            f"after {count} concurrent prompts (model_concurrency={limit}): "
+            f"{count} concurrent prompts (model_concurrency={limit}): "
             + "; ".join(problems)
-            + ": the model redirects file descriptors process-wide (os.dup2), which is unsafe "
-            "when executes overlap; keep model_concurrency at 1 for it"
+            + ": the model redirects file descriptors process-wide (os.dup2); overlapping runs "
+            "each save and restore them, so the last to finish may restore another's redirect "
+            "(a race); keep model_concurrency at 1 for it, or run it with "
+            "LLM_ASYNC_ISOLATION=process"
         )
         failed = [r.error for r in results if r.error is not None]
         assert not failed, f"{len(failed)} concurrent prompts failed: {failed[0]!r}"
-        ctx.note(f"fds 1 and 2 unchanged after {count} prompts (model_concurrency={limit})")
+        ctx.note(
+            f"fds 1 and 2 unchanged while {held} executes overlapped and after {count} prompts "
+            f"(model_concurrency={limit})"
+        )

@@ -25,17 +25,24 @@ class DifferentialClauses:
         )
         if ctx.deterministic():
             found = differences(expected.comparable(), actual.comparable(), ("sync", "twin"))
-            assert not found, (
-                "the twin's output differs from the sync model's: "
-                + "; ".join(found)
-                + " (a deterministic model whose output changes on a worker thread depends on "
-                "the thread it runs on: thread-local or main-thread-only state)"
-            )
-            ctx.note("text, chunks, usage, tool calls, JSON and stream events identical")
+            if found:
+                state = ctx.state_note()
+                pytest.fail(
+                    "the twin's output differs from the sync model's: "
+                    + "; ".join(found)
+                    + (
+                        state
+                        or " (the model says the same on two fresh sync runs and keeps no state "
+                        "across prompts, so it depends on the thread it runs on: thread-local "
+                        "or main-thread-only state)"
+                    ),
+                    pytrace=False,
+                )
+            ctx.note("text, chunks, usage, tool calls, JSON keys and stream events identical")
         else:
             found = differences(expected.shape(), actual.shape(), ("sync", "twin"))
             assert not found, "the twin's output has another shape: " + "; ".join(found)
-            ctx.note("compared on shape: two sync runs with the same seed differ")
+            ctx.note(ctx.nondeterminism())
 
     @clause("differential.native")
     def test_differential_native(self, llm_conformance: Context) -> None:

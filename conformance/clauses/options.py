@@ -104,21 +104,48 @@ class OptionsClauses:
     def test_options_defaults(self, llm_conformance: Context) -> None:
         ctx = llm_conformance
         sync_options_class = type(ctx.sync()).Options
-        ctx.use(Plan(stop_after=1))
+        ctx.use(Plan(synthetic=("ok ",)))
+        sync_error = _construction_error(ctx.sync(), ctx.samples.prompt, {})
         twin = ctx.twin()
 
-        async def main() -> Any:
-            response = twin.prompt(ctx.samples.prompt)
-            return await response.text()
+        async def main() -> BaseException | None:
+            try:
+                response = twin.prompt(ctx.samples.prompt)
+            except Exception as error:
+                return error
+            await response.text()
+            return None
 
-        ctx.loop(main)
+        ctx.use(Plan(synthetic=("ok ",)))
+        twin_error = ctx.loop(main)
+        if sync_error is not None:
+            # Required options: the sync model refuses a prompt without them; so must the twin.
+            assert twin_error is not None, (
+                f"without options the sync model raises {type(sync_error).__name__}: "
+                f"{sync_error}, but the twin runs the prompt"
+            )
+            assert type(twin_error) is type(sync_error) and str(twin_error) == str(sync_error), (
+                f"without options: sync raises {type(sync_error).__name__}: {sync_error}; twin "
+                f"raises {type(twin_error).__name__}: {twin_error}"
+            )
+            assert not ctx.instrument.records, "execute() ran although the options were invalid"
+            ctx.note(
+                f"a prompt without options is rejected alike: {type(sync_error).__name__} "
+                "(the Options class has required fields)"
+            )
+            return
+        assert twin_error is None, (
+            f"without options the sync model runs, the twin raises "
+            f"{type(twin_error).__name__}: {twin_error}"
+        )
         record = ctx.records(1)[0]
         received = record.args["prompt"].options
         assert isinstance(received, sync_options_class), (
             f"execute() received options of type {type(received).__qualname__}, not the sync "
             f"model's {sync_options_class.__qualname__}"
         )
-        assert _dump(received) == _dump(sync_options_class()), (
-            f"without options execute() received {_dump(received)!r}, not the defaults "
-            f"{_dump(sync_options_class())!r}"
+        defaults = _dump(sync_options_class())
+        assert _dump(received) == defaults, (
+            f"without options execute() received {_dump(received)!r}, not the defaults {defaults!r}"
         )
+        ctx.note(f"execute() received the default options {defaults!r}")

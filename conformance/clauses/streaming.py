@@ -6,6 +6,8 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
+
 from .. import features
 from ..context import Context
 from ..instrument import Plan
@@ -91,14 +93,16 @@ class StreamingClauses:
             f"generator yielded them in the same run: {first_difference(yielded, result.chunks)}"
         )
         if not ctx.deterministic():
-            ctx.note("order checked within the run only: the model is nondeterministic")
+            ctx.note("order checked within the run only: " + ctx.nondeterminism())
             return
         expected = ctx.reference().chunks
-        assert result.chunks == expected, (
-            "the twin's chunks differ from the sync model's for the same prompt and seed "
-            f"({first_difference(expected, result.chunks)}): the model's output depends on "
-            "the thread it runs on"
-        )
+        if result.chunks != expected:
+            pytest.fail(
+                "the twin's chunks differ from the sync model's for the same prompt and seed "
+                f"({first_difference(expected, result.chunks)})"
+                + (ctx.state_note() or ": the model's output depends on the thread it runs on"),
+                pytrace=False,
+            )
         ctx.note(f"{len(expected)} chunk(s) in the sync model's order")
 
     @clause("streaming.no_stream")

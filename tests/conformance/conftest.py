@@ -81,6 +81,8 @@ def run_suite(pytester: pytest.Pytester) -> Any:
         result = pytester.runpytest_subprocess(
             "-p",
             "no:cacheprovider",
+            "-p",
+            "no:hypothesispytest",  # seconds of start-up per run, and no clause uses it
             "--llm-report-json",
             str(report),
             *args,

@@ -10,14 +10,32 @@ breaks exactly one contract the suite checks, the way real plugins do:
   (thread-local buffering).
 * ``torture-stdout``: redirects fd 1 with ``os.dup2`` while generating and restores it in the
   wrong order when two generations overlap (gpt4all / llama.cpp style).
+* ``torture-env``: sets an environment variable and the root logger's level while generating
+  and puts them back at the end (process-wide state a thread shares).
+* ``torture-stateful``: after a generation that did not finish (closed or failed) its next
+  answer starts with ``[dirty]`` (a shared cache left half-written, as with a ``Llama`` object).
+* ``torture-seed-chain``: each instance's answer depends on its previous answers (fresh
+  instances agree), as with llama-cpp-python's seed chain on a kept ``Llama``.
+* ``torture-exit`` and ``torture-segfault``: abort at interpreter exit / crash with SIGSEGV,
+  only in a process without pytest (the suite's child interpreters), as native libraries do.
+
+And well-behaved ones for the verdicts: ``conformance-sampling`` (temperature > 0, random
+words), ``conformance-fresh-id`` (deterministic text, a fresh id in its response JSON),
+``conformance-required-option`` (an Options field without default).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
+import logging
 import os
+import random
+import signal
+import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +45,7 @@ from pydantic import field_validator
 KEY_ENV_VAR = "CONFORMANCE_GOOD_KEY"
 FAIL_PROMPT = "fail please"
 TOOL_PROMPT = "please use the tool"
+RESOLVED_MODEL = "conformance-good-2026-01"
 
 
 class GoodModelError(Exception):
@@ -83,6 +102,8 @@ class Good(llm.KeyModel):
         if prompt.schema:
             yield json.dumps({"name": "Rex", "age": 3})
             return
+        if hasattr(response, "set_resolved_model"):
+            response.set_resolved_model(RESOLVED_MODEL)  # what `llm logs` shows as resolved
         # Read defensively, so that an adapter without Options (0.1) still streams.
         out = words(prompt) * (getattr(prompt.options, "repeat", None) or 1)
         out.append(f"[turn {len(history) + 1}, {sum(len(h) for h in history)} chars before]")
@@ -178,6 +199,135 @@ class TortureStdout(llm.Model):
             os.close(saved)
 
 
+ENV_MARK = "CONFORMANCE_TORTURE_ENV"
+
+
+class TortureEnv(llm.Model):
+    """Sets an environment variable and the root logger's level while it generates."""
+
+    model_id = "torture-env"
+    can_stream = True
+
+    def execute(self, prompt: Any, stream: bool, response: Any, conversation: Any) -> Iterator[str]:
+        level = logging.root.level
+        os.environ[ENV_MARK] = "generating"
+        logging.root.setLevel(logging.CRITICAL)
+        try:
+            yield from words(prompt)
+        finally:
+            os.environ.pop(ENV_MARK, None)
+            logging.root.setLevel(level)
+
+
+_dirty = [False]
+
+
+class TortureStateful(llm.Model):
+    """Deterministic, but an unfinished generation leaves its mark on the next answer."""
+
+    model_id = "torture-stateful"
+    can_stream = True
+
+    def execute(self, prompt: Any, stream: bool, response: Any, conversation: Any) -> Iterator[str]:
+        chunks = (["[dirty] "] if _dirty[0] else []) + words(prompt)
+        _dirty[0] = True  # until this generation finishes
+        yield from chunks[:1]
+        if prompt.prompt == FAIL_PROMPT:
+            raise GoodModelError("asked to fail")
+        yield from chunks[1:]
+        _dirty[0] = False
+
+
+class TortureSeedChain(llm.Model):
+    """Each instance's answer depends on how many it gave before (llama-cpp-python derives each
+    completion's seed from the previous one on a kept ``Llama``); fresh instances agree."""
+
+    model_id = "torture-seed-chain"
+    can_stream = True
+
+    def __init__(self) -> None:
+        self.completed = 0
+
+    def execute(self, prompt: Any, stream: bool, response: Any, conversation: Any) -> Iterator[str]:
+        yield from words(prompt)
+        yield f"[{self.completed}]"
+        self.completed += 1
+
+
+def _in_suite_child() -> bool:
+    """True in the suite's child interpreters (they do not import pytest)."""
+    return "pytest" not in sys.modules
+
+
+class TortureExit(llm.Model):
+    """Answers, then aborts the interpreter at exit, like native worker threads left running."""
+
+    model_id = "torture-exit"
+    can_stream = True
+
+    def execute(self, prompt: Any, stream: bool, response: Any, conversation: Any) -> Iterator[str]:
+        if _in_suite_child():
+            atexit.register(os.abort)
+        yield from words(prompt)
+
+
+class TortureSegfault(llm.Model):
+    """Crashes its process with SIGSEGV, as a misbuilt native library does."""
+
+    model_id = "torture-segfault"
+    can_stream = True
+
+    def execute(self, prompt: Any, stream: bool, response: Any, conversation: Any) -> Iterator[str]:
+        if _in_suite_child():
+            os.kill(os.getpid(), signal.SIGSEGV)
+        yield from words(prompt)
+
+
+class SamplingOptions(llm.Options):
+    temperature: float = 0.7
+
+
+class Sampling(llm.Model):
+    """Samples with its own random generator: every answer differs."""
+
+    model_id = "conformance-sampling"
+    can_stream = True
+    Options = SamplingOptions
+
+    def execute(self, prompt: Any, stream: bool, response: Any, conversation: Any) -> Iterator[str]:
+        sampler = random.Random()
+        pool = words(prompt)
+        for _ in range(len(pool)):
+            yield sampler.choice(pool)
+
+
+class FreshId(llm.Model):
+    """Says the same every time; its response JSON carries a fresh id, like an HTTP API's."""
+
+    model_id = "conformance-fresh-id"
+    can_stream = True
+
+    def execute(self, prompt: Any, stream: bool, response: Any, conversation: Any) -> Iterator[str]:
+        response.response_json = {"id": uuid.uuid4().hex, "object": "completion"}
+        yield from words(prompt)
+
+
+class RequiredOptions(llm.Options):
+    voice: str
+
+
+class RequiredOption(llm.Model):
+    """Its Options class has a field without default: a prompt without it is rejected."""
+
+    model_id = "conformance-required-option"
+    can_stream = True
+    Options = RequiredOptions
+
+    def execute(self, prompt: Any, stream: bool, response: Any, conversation: Any) -> Iterator[str]:
+        yield f"({prompt.options.voice}) "
+        yield from words(prompt)
+
+
 @llm.hookimpl
 def register_models(register: Any) -> None:
     register(Good(), aliases=["good-alias"])
@@ -186,3 +336,11 @@ def register_models(register: Any) -> None:
     register(TortureIgnoreClose())
     register(TortureReorder())
     register(TortureStdout())
+    register(TortureEnv())
+    register(TortureStateful())
+    register(TortureSeedChain())
+    register(TortureExit())
+    register(TortureSegfault())
+    register(Sampling())
+    register(FreshId())
+    register(RequiredOption())

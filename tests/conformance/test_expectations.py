@@ -1,4 +1,5 @@
-"""Expected failures are strict and validated; overriding a standard test needs a reason."""
+"""Expected failures are strict, match the failure they describe, and are validated; overriding
+a standard test needs a reason."""
 
 from __future__ import annotations
 
@@ -35,8 +36,9 @@ PYPROJECT = """
 [tool.llm-conformance.expected-failures]
 "streaming.nonexistent" = "a typo: matches no clause"
 
-[tool.llm-conformance.models."conformance-good".expected-failures]
-"streaming.no_stream" = "our replacement test fails on purpose"
+[tool.llm-conformance.models."conformance-good".expected-failures."streaming.no_stream"]
+reason = "our replacement test fails on purpose"
+match = "deliberately broken repl[a-z]+"
 """
 
 ONLY = ("-k", "suite or streaming_order or no_stream")
@@ -65,7 +67,7 @@ def test_expected_failures_are_strict_and_checked(run_suite: Any) -> None:
 def test_an_expected_failure_that_fails_keeps_the_run_green(run_suite: Any) -> None:
     suite = SUITE.split("class TestUndeclared")[0].replace(
         'expected_failures = {"streaming.order": "believed broken, but it is not"}',
-        'expected_failures = {"streaming.no_stream": "our replacement fails on purpose"}',
+        'expected_failures = {"streaming.no_stream": "Deliberately   BROKEN replacement"}',
     )
     run = run_suite(suite, *ONLY)
     clauses = run.clauses("conformance-good")
@@ -76,11 +78,27 @@ def test_an_expected_failure_that_fails_keeps_the_run_green(run_suite: Any) -> N
 
 def test_expected_failures_file_option(run_suite: Any, pytester: Any) -> None:
     pytester.makefile(
-        ".toml", expected='[expected-failures]\n"streaming.no_stream" = "from a file"\n'
+        ".toml", expected='[expected-failures]\n"streaming.no_stream" = "deliberately broken"\n'
     )
     suite = SUITE.split("class TestUndeclared")[0].replace(
         'expected_failures = {"streaming.order": "believed broken, but it is not"}', ""
     )
     run = run_suite(suite, *ONLY, "--llm-expected-failures", "expected.toml")
     clause = run.clauses("conformance-good")["streaming.no_stream"]
-    assert clause["outcome"] == "xfailed" and "from a file" in clause["reason"]
+    assert clause["outcome"] == "xfailed" and "expected.toml" in clause["reason"]
+
+
+def test_an_expected_failure_does_not_hide_another_failure(run_suite: Any) -> None:
+    """Declaring a clause's failure must not hide a different failure of the same clause."""
+    suite = SUITE.split("class TestUndeclared")[0].replace(
+        'expected_failures = {"streaming.order": "believed broken, but it is not"}',
+        'expected_failures = {"streaming.no_stream": {"reason": "the backend times out", '
+        '"match": "TimeoutError"}}',
+    )
+    run = run_suite(suite, *ONLY)
+    clause = run.clauses("conformance-good")["streaming.no_stream"]
+    assert clause["outcome"] == "failed", run.explain("conformance-good")
+    assert "not with the failure expected by TestDeclared.expected_failures" in clause["reason"]
+    assert "/TimeoutError/" in clause["reason"]
+    assert "deliberately broken replacement" in clause["reason"]
+    assert run.result.ret == 1

@@ -29,11 +29,37 @@ class TestSingleTurn(TestGood):
     model_id = "conformance-single-turn"
 """
 
+VERDICTS = """
+from conformance import SyncModelConformance
+
+
+class TestSampling(SyncModelConformance):
+    model_id = "conformance-sampling"
+
+
+class TestFreshId(SyncModelConformance):
+    model_id = "conformance-fresh-id"
+
+
+class TestRequiredOption(SyncModelConformance):
+    model_id = "conformance-required-option"
+    prompt_options = {"voice": "calm"}
+
+
+class TestRequiredOptionAgain(TestRequiredOption):
+    pass
+"""
+
 # Clauses that cannot apply to these models, and the words their skip reason must contain.
 THREAD_ONLY_SKIPS = {
     clause_id: "--llm-isolation process"
     for clause_id in CLAUSES
     if clause_id.startswith("isolation.")
+}
+# Thread-bridge promises with no counterpart in a worker process.
+PROCESS_ONLY_SKIPS = {
+    "worker.contextvars": "context variables do not reach",
+    "cancellation.at_yield": "no counterpart the suite can observe in a worker process",
 }
 EXPECTED_SKIPS: dict[str, dict[str, str]] = {
     "conformance-good": {
@@ -79,11 +105,34 @@ def test_good_models_pass_every_applicable_clause(run_suite: Any) -> None:
     )
 
 
+def test_verdicts_on_sampling_fresh_ids_and_required_options(
+    run_suite: Any, pytester: pytest.Pytester
+) -> None:
+    selection = "differential_output or concurrency_same_results or options_defaults"
+    run = run_suite(VERDICTS, "-k", selection)
+    assert run.result.ret == 0, "\n".join(run.result.outlines[-40:])
+    sampling = run.reason("conformance-sampling", "differential.output")
+    assert "a sampling model (temperature=0.7)" in sampling
+    assert "compared on shape" in sampling
+    same = run.reason("conformance-sampling", "concurrency.same_results")
+    assert "each got exactly what its execute() yielded" in same
+    # A fresh id in the response JSON does not make an HTTP-like model nondeterministic.
+    assert "identical" in run.reason("conformance-fresh-id", "differential.output")
+    assert "rejected alike: ValidationError" in run.reason(
+        "conformance-required-option", "options.defaults"
+    )
+    # Two classes for one model id: one report each.
+    names = sorted(path.name for path in pytester.path.glob("report-*.json"))
+    assert "report-conformance-required-option-TestRequiredOption.json" in names
+    assert "report-conformance-required-option-TestRequiredOptionAgain.json" in names
+
+
 def test_good_models_pass_every_applicable_clause_in_process_isolation(run_suite: Any) -> None:
     """The same models in worker processes: every clause that applies passes there too."""
     run = run_suite(SUITE, "--llm-isolation", "process")
     for model_id, skips in EXPECTED_SKIPS.items():
         expected = {c: words for c, words in skips.items() if c not in THREAD_ONLY_SKIPS}
+        expected.update(PROCESS_ONLY_SKIPS)
         if not features.has_astream_events():  # llm < 0.36
             expected.update(NEEDS_LLM_036)
         assert run.reports[model_id]["isolation"] == "process"
