@@ -85,6 +85,11 @@ def run_preflight(config: pytest.Config, bench: Bench) -> None:
     message = done[key]
     if message is None:
         return
+    stop_run(config, bench, message, "the sample prompt fails on the sync model alone")
+
+
+def stop_run(config: pytest.Config, bench: Bench, message: str, summary: str) -> None:
+    """End the session with exit code 2 (a usage or preflight error, not a verdict)."""
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is None:
         pytest.exit(message, returncode=preflight.EXIT_CODE)
@@ -93,8 +98,7 @@ def run_preflight(config: pytest.Config, bench: Bench) -> None:
     # worker's clauses of the model skip with it.
     workeroutput[preflight.WORKER_KEY] = message
     bench.setup_skip = (
-        "the sample prompt fails on the sync model alone: see the section 'llm conformance "
-        "preflight failed' for the error and the fix"
+        f"{summary}: see the section 'llm conformance preflight failed' for the error and the fix"
     )
 
 
@@ -235,8 +239,15 @@ class SyncModelConformance(
                     llm_conformance_samples,
                 )
             except Exception as error:
-                bench.setup_error = (
-                    f"cannot set up {run.model_id!r}: {type(error).__name__}: {error}"
+                # An unknown model id or bad samples: a usage error, not a verdict on the
+                # adapter, so the run stops (exit code 2) instead of erroring every clause.
+                stop_run(
+                    request.config,
+                    bench,
+                    f"llm conformance: cannot set up {run.model_id!r}: "
+                    f"{type(error).__name__}: {error}. Check the model id (`llm models`) and "
+                    "the samples; no clause can give a verdict.",
+                    f"cannot set up {run.model_id!r}",
                 )
                 yield bench
                 return

@@ -150,7 +150,7 @@ def test_pyargs_with_a_cell(tmp_path: Path) -> None:
     assert outcomes["options.valid"] == "passed"  # the cell's options sample was used
 
 
-def test_unknown_model_is_an_error_on_every_clause(tmp_path: Path) -> None:
+def test_unknown_model_stops_the_run_with_exit_code_2(tmp_path: Path) -> None:
     report = tmp_path / "nope.json"
     done = run(
         [
@@ -165,7 +165,7 @@ def test_unknown_model_is_an_error_on_every_clause(tmp_path: Path) -> None:
         ],
         tmp_path,
     )
-    assert done.returncode == 1
-    data = check_report(report, "no-such-model")
-    assert {c["outcome"] for c in data["clauses"]} == {"error"}
-    assert all("Unknown model: no-such-model" in c["reason"] for c in data["clauses"])
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    assert "cannot set up 'no-such-model'" in output
+    assert "Unknown model: no-such-model" in output
