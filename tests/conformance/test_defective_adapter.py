@@ -49,7 +49,9 @@ CAUGHT = {
     ],
     "timeouts.first_chunk": ["no adapter timeout", "LLM_ASYNC_FIRST_CHUNK_TIMEOUT"],
     "concurrency.limit": ["model_concurrency=1", "does not serialise"],
-    "cancellation.at_yield": ["does not wait for buffer room"],
+    # 0.1's unbounded producer may be seen paused at a yield for an instant before it runs on:
+    # the clause then fails on the missing close instead; either way it names a defect.
+    "cancellation.at_yield": [("does not wait for buffer room", "never closed")],
     "worker.contextvars": ["copy of the caller's contextvars context"],
     "worker.fifo": ["prompts did not wait"],
     "worker.buffer": ["does not wait for buffer room"],
@@ -65,7 +67,10 @@ def test_adapter_01_defects_are_caught(run_suite: Any) -> None:
     problems = []
     for clause_id, words in CAUGHT.items():
         reason = run.reason(model, clause_id)
-        problems += [f"{clause_id}: {w!r} not in {reason!r}" for w in words if w not in reason]
+        for word in words:
+            alternatives = word if isinstance(word, tuple) else (word,)
+            if not any(w in reason for w in alternatives):
+                problems.append(f"{clause_id}: none of {alternatives!r} in {reason!r}")
     assert not problems, "\n".join(problems)
     # What 0.1 did right still passes: the suite does not fail everything.
     passed = run.with_outcome(model, "passed")
