@@ -181,7 +181,8 @@ def _check_settings(
         ]
     except runsettings.SettingsError as error:
         raise CheckUsageError(str(error)) from None
-    return runsettings.merge(*layers)
+    merged: dict[str, Any] = runsettings.merge(*layers)
+    return merged
 
 
 @async_group.command(name="check", context_settings={"ignore_unknown_options": True})
