@@ -9,7 +9,14 @@ from typing import Any
 from .stats import TIMES
 
 FLOOR_MS = 0.01  # lags are drawn on a log scale: clip at 10 µs
-COLOURS = {"adapter": "tab:blue", "native": "tab:green", "sync": "tab:gray", "v0.1": "tab:red"}
+# One colour per contender of benchmarks.contenders.ALL_CONTENDERS (a test keeps them in step).
+COLOURS = {
+    "adapter": "tab:blue",
+    "process": "tab:purple",
+    "native": "tab:green",
+    "sync": "tab:gray",
+    "v0.1": "tab:red",
+}
 
 
 def available() -> str | None:

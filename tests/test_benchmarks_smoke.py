@@ -131,3 +131,9 @@ def test_every_family_has_the_interface() -> None:
             jobs = family.plan(cfg)
             assert jobs, family.NAME
         assert all(job.family == family.NAME for job in jobs)
+
+
+def test_every_contender_has_a_plot_colour() -> None:
+    from benchmarks.contenders import ALL_CONTENDERS
+
+    assert set(ALL_CONTENDERS) <= set(plots.COLOURS)
