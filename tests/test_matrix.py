@@ -230,7 +230,7 @@ def test_invalid_toml_is_reported(tmp_path: Path) -> None:
             "cell 'eliza', field 'llm_versions': unknown llm version(s) ['0.99']",
         ),
         (
-            lambda d: d["cells"]["eliza"]["capabilities"].update(deterministic={"x": 1}),
+            lambda d: d["cells"]["eliza"].update(capabilities={"deterministic": {"x": 1}}),
             "cell 'eliza', field 'capabilities.deterministic': must name a capability",
         ),
         (
