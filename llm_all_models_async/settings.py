@@ -198,8 +198,11 @@ def _file_bytes(path: Path) -> bytes | None:
     """The settings file's content (None when absent): a few hundred bytes, read per prompt.
 
     Keyed on content rather than on ``stat()``: file timestamps can be coarser than two quick
-    rewrites (and inodes are reused), which would serve stale settings.
+    rewrites (and inodes are reused), which would serve stale settings.  Most users have no
+    such file: ``os.access`` says so without the cost of raising ``FileNotFoundError``.
     """
+    if not os.access(path, os.F_OK):
+        return None
     try:
         return path.read_bytes()
     except FileNotFoundError:
@@ -282,13 +285,15 @@ _resolved: dict[tuple[Any, ...], Settings] = {}
 # resolve() runs once per prompt, on the way to its first chunk: what it recomputes every time
 # is kept small.  llm.user_dir() depends only on LLM_USER_PATH (else a fixed directory) but
 # creates the directory on every call, and each Spec builds its variable name on every read.
-_paths: dict[str | None, Path] = {}
+_paths: dict[Any, Path] = {}
 _env_var_names: dict[tuple[str, ...], tuple[str, ...]] = {}
+_encoded_names: dict[tuple[str, ...], tuple[Any, ...]] = {}
+_USER_PATH_VAR = ("LLM_USER_PATH",)
 
 
 def _settings_path_now() -> Path:
     """:func:`settings_path`, remembered per value of ``LLM_USER_PATH``."""
-    user_path = os.environ.get("LLM_USER_PATH")
+    (user_path,) = _env_values(os.environ, _USER_PATH_VAR)
     path = _paths.get(user_path)
     if path is None:
         if len(_paths) > 64:
@@ -306,6 +311,24 @@ def _env_vars() -> tuple[str, ...]:
     return env_vars
 
 
+def _env_values(environ: Mapping[str, str], names: tuple[str, ...]) -> tuple[Any, ...]:
+    """The value of each variable in ``names`` (None when unset), to key a memo on.
+
+    ``os.environ.get`` raises and catches a ``KeyError`` inside for every unset variable
+    (about 2 µs each, over a dozen per prompt: most of what ``resolve`` cost); the dictionary
+    underneath ``os.environ`` answers the same question, in its own key encoding, in a
+    fraction of that.  Any other mapping is read through ``get``.
+    """
+    data = getattr(environ, "_data", None)
+    encode = getattr(environ, "encodekey", None)
+    if environ is not os.environ or not isinstance(data, dict) or encode is None:
+        return tuple(map(environ.get, names))
+    encoded = _encoded_names.get(names)
+    if encoded is None:
+        encoded = _encoded_names[names] = tuple(map(encode, names))
+    return tuple(map(data.get, encoded))  # encoded values: fine for a key, not for parsing
+
+
 def resolve(model_id: str, environ: Mapping[str, str] | None = None) -> Settings:
     """Effective settings of ``model_id``: environment over the file over defaults.
 
@@ -315,7 +338,7 @@ def resolve(model_id: str, environ: Mapping[str, str] | None = None) -> Settings
     environ = os.environ if environ is None else environ
     path = _settings_path_now()
     content = _file_bytes(path)
-    env_values = tuple(map(environ.get, _env_vars()))
+    env_values = _env_values(environ, _env_vars())
     key = (model_id, str(path), content, env_values)
     with _resolved_lock:
         cached = _resolved.get(key)
