@@ -32,9 +32,7 @@ import contextvars
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from . import cancellation
@@ -63,14 +61,15 @@ class Limit(NamedTuple):
 Phase = Literal["queue", "first", "later", "handover"]
 
 
-@dataclass(frozen=True)
-class Deadlines:
+class Deadlines(NamedTuple):
     """The consumer-side time limits of one prompt, in seconds (None: no limit).
 
     :meth:`nearest` is the one place the adapter turns them into the deadline of a wait:
     the slot wait (``queue``), the wait for the first chunk (``first``) and for each later
     one (``later``), and handing over chunks already buffered (``handover``: only the
     whole-response limit applies, so a consumer slower than the model still times out).
+    A named tuple rather than a frozen dataclass: one is built per prompt, on the way to its
+    first chunk, and a frozen dataclass's ``__init__`` costs several times as much.
     """
 
     timeout: float | None = None
@@ -469,8 +468,12 @@ class ThreadStream:
             and deadlines.idle_timeout is None
         )
         self._pending: collections.deque[Any] = collections.deque()
-        # Dropped without stop() (e.g. the event loop went away): stop anyway.
-        self._finalizer = weakref.finalize(self, channel.stop)
+
+    def __del__(self) -> None:
+        # Dropped without stop() (e.g. the event loop went away): stop anyway.  ``__del__``
+        # rather than ``weakref.finalize``, which costs a few µs per stream to register;
+        # Channel.stop() is idempotent and never blocks.
+        self._channel.stop()
 
     @property
     def channel(self) -> Channel:
@@ -478,8 +481,8 @@ class ThreadStream:
 
     def stop(self) -> None:
         """Release the worker; returns at once (see the module contract)."""
-        self._finalizer()
         channel = self._channel
+        channel.stop()
         warn_after = self._deadlines.stuck_warning
         if warn_after is not None and not channel.closed.is_set():
             _watch_for_stuck_worker(channel, warn_after)
