@@ -41,6 +41,21 @@ class SlotLimiter:
         with self._lock:
             return len(self._waiters)
 
+    def try_acquire(self, limit: int | None = None) -> bool:
+        """Take a slot if one is free and nobody is in line; never waits.
+
+        The uncontended path of every prompt, without the coroutine and the timeout wrapper
+        that waiting in line needs.
+        """
+        with self._lock:
+            if limit is not None and limit != self.limit:
+                self.limit = limit
+                self._admit_locked()
+            if self.in_use < self.limit and not self._waiters:
+                self.in_use += 1
+                return True
+            return False
+
     async def acquire(self, limit: int | None = None) -> None:
         """Take a slot, waiting in line if none is free; cancellation leaves the line cleanly.
 

@@ -53,11 +53,13 @@ async def _acquire_slots(request: StreamRequest, deadlines: Deadlines) -> Callab
     concurrency = 1 if config.affinity == "model" else config.model_concurrency
     model_slots = limits.model_limiter(model_key(request.sync_model), concurrency)
     thread_slots = limits.global_threads
-    await bounded_wait(model_slots.acquire(concurrency), model_id, deadlines, started_at)
+    if not model_slots.try_acquire(concurrency):
+        await bounded_wait(model_slots.acquire(concurrency), model_id, deadlines, started_at)
     try:
-        await bounded_wait(
-            thread_slots.acquire(config.max_threads), model_id, deadlines, started_at
-        )
+        if not thread_slots.try_acquire(config.max_threads):
+            await bounded_wait(
+                thread_slots.acquire(config.max_threads), model_id, deadlines, started_at
+            )
     except BaseException:
         model_slots.release()
         raise

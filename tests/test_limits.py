@@ -301,6 +301,21 @@ async def test_raising_model_concurrency_admits_a_queued_prompt():
 # --------------------------------------------------------------------------- SlotLimiter
 
 
+async def test_slot_limiter_try_acquire_serves_the_line_first():
+    """The no-wait path takes a free slot; a raised limit goes to the prompt in line first."""
+    limiter = limits.SlotLimiter("unit", 1)
+    assert limiter.try_acquire() is True
+    assert limiter.try_acquire() is False  # full
+    waiter = asyncio.ensure_future(limiter.acquire())
+    await eventually(lambda: limiter.waiting == 1, "the waiter to queue")
+    assert limiter.try_acquire(2) is False  # the raised limit admits the waiter, not us
+    await asyncio.wait_for(waiter, BOUND)
+    assert (limiter.in_use, limiter.waiting) == (2, 0)
+    limiter.release()
+    limiter.release()
+    assert limiter.in_use == 0
+
+
 async def test_slot_limiter_release_from_another_thread_wakes_a_waiter():
     limiter = limits.SlotLimiter("unit", 1)
     await asyncio.wait_for(limiter.acquire(), BOUND)
