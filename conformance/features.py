@@ -25,6 +25,14 @@ def has_astream_events() -> bool:
     return hasattr(llm.AsyncResponse, "astream_events")
 
 
+def async_response_logs_itself() -> bool:
+    """llm 0.36 gives ``AsyncResponse`` a ``log_to_db`` of its own; 0.32-0.35 inherit the
+    sync one, which writes the async response's coroutines into the database and fails."""
+    import llm
+
+    return "log_to_db" in vars(llm.AsyncResponse)
+
+
 def astream_events_closes_early_exit() -> bool:
     """llm 0.36's ``astream_events()`` closes the model's generator when left early; 0.32-0.35
     leave it suspended, so there is no exit for the adapter to react to."""

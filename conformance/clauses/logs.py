@@ -30,9 +30,10 @@ def _logged(path: Path) -> dict[str, dict[str, Any]]:
 
 
 async def _log_async(response: Any, db: Any) -> str:
-    """Log an awaited async response the way `llm prompt --async` does on this llm."""
+    """Log an awaited async response with what this llm offers for it: its own ``log_to_db``
+    (0.36+), else a sync copy as `llm prompt --async` logs it."""
     await response.text()
-    if features.has_astream_events():  # llm 0.36: AsyncResponse.log_to_db
+    if features.async_response_logs_itself():
         response.log_to_db(db)
         return str(response.id)
     sync_response = await response.to_sync_response()
