@@ -32,112 +32,16 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from . import cancellation
-from .errors import (
-    AdapterTimeoutError,
-    FirstChunkTimeoutError,
-    IdleTimeoutError,
-    QueueTimeoutError,
-    ResponseTimeoutError,
-    StallTimeoutError,
-)
+from .deadlines import Deadlines, Limit, Phase, wait_within
+from .errors import StallTimeoutError
 
-if TYPE_CHECKING:
-    from .settings import Settings
+__all__ = ["Channel", "Deadlines", "Limit", "ThreadStream", "open_stream", "wait_within"]
 
 logger = logging.getLogger("llm_all_models_async")
-
-
-class Limit(NamedTuple):
-    """The nearest deadline of a wait: seconds left (may be negative) and the error it raises."""
-
-    remaining: float
-    error: AdapterTimeoutError
-
-
-Phase = Literal["queue", "first", "later", "handover"]
-
-
-class Deadlines(NamedTuple):
-    """The consumer-side time limits of one prompt, in seconds (None: no limit).
-
-    :meth:`nearest` is the one place the adapter turns them into the deadline of a wait:
-    the slot wait (``queue``), the wait for the first chunk (``first``) and for each later
-    one (``later``), and handing over chunks already buffered (``handover``: only the
-    whole-response limit applies, so a consumer slower than the model still times out).
-    A named tuple rather than a frozen dataclass: one is built per prompt, on the way to its
-    first chunk, and a frozen dataclass's ``__init__`` costs several times as much.
-    """
-
-    timeout: float | None = None
-    first_chunk_timeout: float | None = None
-    idle_timeout: float | None = None
-    stall_timeout: float | None = None
-    stuck_warning: float | None = None
-    queue_timeout: float | None = None
-
-    @classmethod
-    def from_settings(cls, config: Settings) -> Deadlines:
-        return cls(
-            timeout=config.timeout,
-            first_chunk_timeout=config.first_chunk_timeout,
-            idle_timeout=config.idle_timeout,
-            stall_timeout=config.stall_timeout,
-            stuck_warning=config.stuck_warning,
-            queue_timeout=config.queue_timeout,
-        )
-
-    def nearest(
-        self,
-        model_id: str,
-        phase: Phase,
-        *,
-        started_at: float,
-        worker_started_at: float | None = None,
-        now: float | None = None,
-    ) -> Limit | None:
-        """The deadline that comes first in ``phase`` (None: the wait is unbounded).
-
-        ``started_at`` is when the prompt was made; ``worker_started_at`` when its worker
-        began (the first-chunk clock; None while it has not).
-        """
-        now = time.monotonic() if now is None else now
-        limits: list[Limit] = []
-        if self.timeout is not None:
-            limits.append(
-                Limit(started_at + self.timeout - now, ResponseTimeoutError(model_id, self.timeout))
-            )
-        if phase == "queue" and self.queue_timeout is not None:
-            limits.append(
-                Limit(
-                    started_at + self.queue_timeout - now,
-                    QueueTimeoutError(model_id, self.queue_timeout),
-                )
-            )
-        if phase == "first" and self.first_chunk_timeout is not None and worker_started_at:
-            limits.append(
-                Limit(
-                    worker_started_at + self.first_chunk_timeout - now,
-                    FirstChunkTimeoutError(model_id, self.first_chunk_timeout),
-                )
-            )
-        if phase == "later" and self.idle_timeout is not None:
-            limits.append(Limit(self.idle_timeout, IdleTimeoutError(model_id, self.idle_timeout)))
-        return min(limits, key=lambda limit: limit.remaining, default=None)
-
-
-async def wait_within(awaitable: Awaitable[Any], limit: Limit | None) -> None:
-    """Await ``awaitable``; raise ``limit.error`` (cancelling it) if the deadline comes first."""
-    if limit is None:
-        await awaitable
-        return
-    try:
-        await asyncio.wait_for(awaitable, max(limit.remaining, 0))
-    except asyncio.TimeoutError:
-        raise limit.error from None
 
 
 Waker = tuple["asyncio.Future[None]", asyncio.AbstractEventLoop]
@@ -455,7 +359,7 @@ def _close(
 
 
 class ThreadStream:
-    """The consumer's handle on one stream: ``async for item in stream``."""
+    """The consumer's handle on one stream (:class:`~.serving.Stream`): batches of items."""
 
     def __init__(self, channel: Channel, deadlines: Deadlines, started_at: float) -> None:
         self._channel = channel
@@ -467,7 +371,6 @@ class ThreadStream:
             and deadlines.first_chunk_timeout is None
             and deadlines.idle_timeout is None
         )
-        self._pending: collections.deque[Any] = collections.deque()
 
     def __del__(self) -> None:
         # Dropped without stop() (e.g. the event loop went away): stop anyway.  ``__del__``
@@ -486,14 +389,6 @@ class ThreadStream:
         warn_after = self._deadlines.stuck_warning
         if warn_after is not None and not channel.closed.is_set():
             _watch_for_stuck_worker(channel, warn_after)
-
-    def __aiter__(self) -> ThreadStream:
-        return self
-
-    async def __anext__(self) -> Any:
-        if not self._pending:
-            self._pending.extend(await self.next_batch())
-        return self._pending.popleft()
 
     async def next_batch(self) -> list[Any]:
         """Every item buffered now (at least one), waiting for the worker if there is none.

@@ -11,8 +11,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import limits, workers
-from .bridge import Deadlines, ThreadStream, wait_within
+from .bridge import ThreadStream
 from .bridge import open_stream as open_thread_stream
+from .deadlines import Deadlines, wait_within
 from .identity import model_key
 from .serving import StreamRequest
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -227,6 +228,33 @@ async def test_response_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     )
     chunks, error = await collect(response)
     assert chunks == ["a"] and isinstance(error, lama.ResponseTimeoutError)
+
+
+async def test_response_timeout_holds_while_chunks_are_buffered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A consumer slower than the model finds chunks buffered when it asks; once the response
+    timeout has passed it must get the timeout, not the buffered chunks."""
+    await script_model().prompt(script_prompt(tmp_path / "w", ["yield", "warm"])).text()
+    limit = 0.5
+    monkeypatch.setenv("LLM_ASYNC_TIMEOUT", str(limit))
+    gate = tmp_path / "gate"
+    response = script_model().prompt(
+        script_prompt(
+            tmp_path / "r", ["yield", "first"], ["wait_file", str(gate)], ["endless", "x"]
+        )
+    )
+    iterator = response.__aiter__()
+    started = time.monotonic()
+    assert await iterator.__anext__() == "first"  # a batch of one: the model waits at the gate
+    (worker,) = pool.all_workers()
+    job = worker._sink
+    assert job is not None
+    gate.touch()
+    await asyncio.to_thread(eventually, lambda: len(job.items) >= 4, what="chunks buffered")
+    await asyncio.to_thread(eventually, lambda: time.monotonic() > started + limit)
+    with pytest.raises(lama.ResponseTimeoutError):
+        await iterator.__anext__()
 
 
 async def test_queue_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

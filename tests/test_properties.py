@@ -14,6 +14,7 @@ Each scenario runs in its own event loop; every await is bounded.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import gc
 import threading
@@ -217,6 +218,18 @@ class Result:
     outcome: str  # complete | error | timeout | cancel | break | drop
     error: BaseException | None = None
     pulled_at_stop: int | None = None  # what the model had pulled just after the stop
+
+
+def one_at_a_time(next_batch: Callable[[], Awaitable[list[Any]]]) -> Callable[[], Awaitable[Any]]:
+    """An ``__anext__`` over a stream's batches, as the twin reads them."""
+    pending: collections.deque[Any] = collections.deque()
+
+    async def anext() -> Any:
+        if not pending:
+            pending.extend(await next_batch())
+        return pending.popleft()
+
+    return anext
 
 
 async def drive(
@@ -510,7 +523,9 @@ async def bridge_scenario(plan: Plan, plain: bool) -> None:
             stream.stop()
 
     try:
-        result = await drive(stream.__anext__, control, plan.stop, stop, lambda: record.pulled)
+        result = await drive(
+            one_at_a_time(stream.next_batch), control, plan.stop, stop, lambda: record.pulled
+        )
         control.release_all()
         await eventually(lambda: bool(exits), "the worker to finish")
         await eventually(

@@ -17,6 +17,9 @@ Contract (on top of the seam's):
   after the chunks it sent.  A worker that dies before it has begun the prompt (it was stopped
   or died while idle just as it was taken) never ran the model: the prompt goes to another
   worker instead (at most twice).
+* Every timeout is the thread path's (:meth:`~..deadlines.Deadlines.nearest`): the queue, a
+  worker's start, the first and each later chunk; the whole-response limit also holds for
+  chunks already buffered, so a consumer slower than the model still times out.
 * ``execute_tool_call`` from the worker runs on the parent's response view (the event loop)
   in a helper thread, so the channel keeps being read while the tool runs.
 """
@@ -33,15 +36,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import limits
-from ..errors import (
-    AdapterTimeoutError,
-    FirstChunkTimeoutError,
-    IdleTimeoutError,
-    QueueTimeoutError,
-    ResponseTimeoutError,
-    StallTimeoutError,
-    WorkerCrashedError,
-)
+from ..deadlines import Deadlines, Phase, wait_within
+from ..errors import StallTimeoutError, WorkerCrashedError
 from ..identity import model_key
 from ..serving import StreamRequest
 from . import protocol, timers, wire
@@ -199,14 +195,12 @@ class ProcessStream:
         self._payload = payload
         self._redispatches = 0
         config = request.config
-        self._timeout = config.timeout
-        self._first_chunk_timeout = config.first_chunk_timeout
-        self._idle_timeout = config.idle_timeout
+        self._deadlines = Deadlines.from_settings(config)
+        self._timed = config.timeout is not None
         self._started_at = request.started_at
         self._received_batches = 0
         self._owed = 0
         self._credit_group = max(1, (config.buffer + 1) // 2)
-        self._pending: collections.deque[Any] = collections.deque()
         self._finalizer = weakref.finalize(self, job.stop)
 
     @property
@@ -216,17 +210,15 @@ class ProcessStream:
     def stop(self) -> None:
         self._finalizer()
 
-    def __aiter__(self) -> ProcessStream:
-        return self
-
-    async def __anext__(self) -> Any:
-        if not self._pending:
-            self._pending.extend(await self.next_batch())
-        return self._pending.popleft()
-
     async def next_batch(self) -> list[Any]:
         while True:
             job = self._job  # replaced when the prompt is sent to another worker
+            if self._timed:  # the whole-response limit holds for buffered chunks too
+                overdue = self._deadlines.nearest(
+                    job.model_id, "handover", started_at=self._started_at
+                )
+                if overdue is not None and overdue.remaining <= 0:
+                    raise overdue.error
             batch: list[Any] = []
             with job.lock:
                 returned, job.in_hand = job.in_hand, 0
@@ -282,49 +274,25 @@ class ProcessStream:
         self._finalizer = weakref.finalize(self, job.stop)
 
     async def _wait(self, waiter: asyncio.Future[None]) -> None:
-        limit = self._limit()
-        if limit is None:
-            await waiter
-            return
-        remaining, error = limit
+        job = self._job
+        phase: Phase = "later" if self._received_batches else "first"
+        limit = self._deadlines.nearest(
+            job.model_id, phase, started_at=self._started_at, worker_started_at=job.sent_at
+        )
         try:
-            await asyncio.wait_for(waiter, max(remaining, 0))
-        except asyncio.TimeoutError:
-            with self._job.lock:
-                if self._job.waiter is waiter:
-                    self._job.waiter = self._job.waiter_loop = None
-            raise error from None
-
-    def _limit(self) -> tuple[float, AdapterTimeoutError] | None:
-        now, model_id = time.monotonic(), self._job.model_id
-        candidates: list[tuple[float, AdapterTimeoutError]] = []
-        if self._timeout is not None:
-            candidates.append(
-                (
-                    self._started_at + self._timeout - now,
-                    ResponseTimeoutError(model_id, self._timeout),
-                )
-            )
-        sent_at = self._job.sent_at
-        if self._received_batches == 0 and self._first_chunk_timeout is not None and sent_at:
-            candidates.append(
-                (
-                    sent_at + self._first_chunk_timeout - now,
-                    FirstChunkTimeoutError(model_id, self._first_chunk_timeout),
-                )
-            )
-        if self._received_batches > 0 and self._idle_timeout is not None:
-            candidates.append((self._idle_timeout, IdleTimeoutError(model_id, self._idle_timeout)))
-        if not candidates:
-            return None
-        return min(candidates, key=lambda c: c[0])
+            await wait_within(waiter, limit)
+        except BaseException:
+            with job.lock:
+                if job.waiter is waiter:
+                    job.waiter = job.waiter_loop = None
+            raise
 
 
 async def serve(request: StreamRequest) -> ProcessStream:
     """Start ``request`` in a worker of its model once a model slot is free."""
     config = request.config
     slots = limits.model_limiter(model_key(request.sync_model), config.model_concurrency)
-    await _within_limits(slots.acquire(config.model_concurrency), request, queue=True)
+    await _within_limits(slots.acquire(config.model_concurrency), request, "queue")
     released = threading.Event()
     release_lock = threading.Lock()
 
@@ -357,7 +325,7 @@ async def _dispatch(
             worker = pool.new_worker(request.model_id)
             ready = asyncio.wrap_future(worker.start())
             try:
-                await _within_limits(asyncio.shield(ready), request, queue=False)
+                await _within_limits(asyncio.shield(ready), request, "start")
             except asyncio.CancelledError:
                 _keep_when_ready(worker, pool, config.worker_idle_timeout)
                 raise
@@ -401,28 +369,8 @@ def _encode(request: StreamRequest) -> dict[str, Any]:
     }
 
 
-async def _within_limits(awaitable: Any, request: StreamRequest, *, queue: bool) -> Any:
-    """Await within the response timeout (and the queue timeout when ``queue``)."""
-    config, model_id = request.config, request.model_id
-    limits_: list[tuple[float, Exception]] = []
-    if queue and config.queue_timeout is not None:
-        limits_.append(
-            (
-                request.started_at + config.queue_timeout - time.monotonic(),
-                QueueTimeoutError(model_id, config.queue_timeout),
-            )
-        )
-    if config.timeout is not None:
-        limits_.append(
-            (
-                request.started_at + config.timeout - time.monotonic(),
-                ResponseTimeoutError(model_id, config.timeout),
-            )
-        )
-    if not limits_:
-        return await awaitable
-    remaining, error = min(limits_, key=lambda item: item[0])
-    try:
-        return await asyncio.wait_for(awaitable, max(remaining, 0))
-    except asyncio.TimeoutError:
-        raise error from None
+async def _within_limits(awaitable: Any, request: StreamRequest, phase: Phase) -> None:
+    """Await ``awaitable`` within the limits of ``phase`` (:meth:`Deadlines.nearest`)."""
+    deadlines = Deadlines.from_settings(request.config)
+    limit = deadlines.nearest(request.model_id, phase, started_at=request.started_at)
+    await wait_within(awaitable, limit)
