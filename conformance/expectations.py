@@ -11,13 +11,19 @@ TOML file with the same layout at top level, the matrix cell, the test class att
     reason = "the backend returns the whole text at once"
     match = "no chunk reached the consumer"
 
+    [expected-failures."process.state"]      # only in some isolation modes
+    reason = "pointed fd 1 at"
+    isolation = ["thread"]                   # default: every mode
+
 An entry says which failure it expects, so an adapter regression in the same clause is not
 hidden behind it: the clause's failure message must contain the string entry (case and runs of
 white space ignored), or match the table entry's ``match`` regular expression (``re.search``;
 without ``match`` the reason is matched as text).  A failure that does not match fails the
 clause, naming the entry; a clause listed here that passes fails the run (XPASS(strict)); an
 entry naming no known clause id, or with an empty reason or a broken pattern, is reported by
-``suite.expectations`` as an error.
+``suite.expectations`` as an error.  A table entry with ``isolation`` applies only when the
+suite runs in one of those modes: a plugin whose side effect process isolation contains
+expects the failure in thread mode alone, and passing in process mode is then no XPASS.
 """
 
 from __future__ import annotations
@@ -63,7 +69,8 @@ def _folded(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
-ENTRY_KEYS = ("reason", "match")
+ENTRY_KEYS = ("reason", "match", "isolation")
+ISOLATION_MODES = ("thread", "process")
 
 
 @dataclass
@@ -71,16 +78,37 @@ class Expectations:
     entries: dict[str, Entry] = field(default_factory=dict)
     unknown: list[Entry] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    isolation: str = "thread"  # the mode of this run: entries for other modes do not apply
+    other_modes: list[str] = field(default_factory=list)  # clause ids declared for other modes
 
     def add(self, mapping: Mapping[str, Any] | None, source: str) -> None:
         for clause_id, value in (mapping or {}).items():
             entry = self._entry(str(clause_id), value, source)
-            if entry is None:
+            if entry is None or not self._applies(clause_id, value, source):
                 continue
             if entry.clause_id in CLAUSES:
                 self.entries[entry.clause_id] = entry
             else:
                 self.unknown.append(entry)
+
+    def _applies(self, clause_id: str, value: Any, source: str) -> bool:
+        """False for a table entry whose ``isolation`` list leaves out this run's mode."""
+        modes = value.get("isolation") if isinstance(value, Mapping) else None
+        if modes is None:
+            return True
+        if isinstance(modes, str):
+            modes = [modes]
+        unknown = [m for m in modes if m not in ISOLATION_MODES] if isinstance(modes, list) else 0
+        if not isinstance(modes, list) or not modes or unknown:
+            self.problems.append(
+                f"{source}: entry {clause_id!r}: isolation must list modes out of "
+                f"{', '.join(ISOLATION_MODES)}, got {modes!r}"
+            )
+            return False
+        if self.isolation not in modes:
+            self.other_modes.append(clause_id)
+            return False
+        return True
 
     def _entry(self, clause_id: str, value: Any, source: str) -> Entry | None:
         """Validate one entry: a reason string, or a table ``{reason = ..., match = ...}``."""
@@ -99,7 +127,9 @@ class Expectations:
         unknown = sorted(set(value) - set(ENTRY_KEYS))
         reason, pattern = value.get("reason"), value.get("match")
         if unknown:
-            self.problems.append(f"{where} has unknown key(s) {unknown}; known: reason, match")
+            self.problems.append(
+                f"{where} has unknown key(s) {unknown}; known: {', '.join(ENTRY_KEYS)}"
+            )
         elif not isinstance(reason, str) or not reason.strip():
             self.problems.append(f"{where} needs a non-empty reason string")
         elif pattern is not None and (not isinstance(pattern, str) or not pattern.strip()):
@@ -145,8 +175,9 @@ def load(
     cell_name: str | None = None,
     class_entries: Mapping[str, Any] | None = None,
     class_name: str | None = None,
+    isolation: str = "thread",
 ) -> Expectations:
-    result = Expectations()
+    result = Expectations(isolation=isolation)
     if pyproject is not None and pyproject.is_file():
         try:
             table = read_toml(pyproject).get("tool", {}).get("llm-conformance", {})

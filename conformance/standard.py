@@ -67,6 +67,7 @@ def class_expectations(cls: type, config: pytest.Config) -> expectations.Expecta
             cell_name=run.cell_name,
             class_entries=_class_value(cls, "expected_failures"),
             class_name=cls.__name__,
+            isolation=run.isolation,
         )
     return cache[cls]
 

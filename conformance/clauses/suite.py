@@ -58,6 +58,11 @@ class SuiteClauses:
             (
                 NOTE_KEY,
                 f"{len(entries)} expected failure(s) declared"
-                + (": " + ", ".join(sorted(entries)) if entries else ""),
+                + (": " + ", ".join(sorted(entries)) if entries else "")
+                + (
+                    f" ({', '.join(sorted(others))} only in other isolation modes)"
+                    if (others := llm_conformance_expectations.other_modes)
+                    else ""
+                ),
             )
         )

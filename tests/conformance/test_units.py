@@ -78,6 +78,25 @@ def test_expectations_sources_and_validation(tmp_path: Path) -> None:
     assert "hygiene.fds" not in other.entries
 
 
+def test_expected_failures_can_name_the_isolation_modes_they_hold_in() -> None:
+    """A side effect process isolation contains fails in thread mode only: its entry must not
+    turn the process run's pass into an XPASS, nor be dropped without a word."""
+    declared = {
+        "process.state": {"reason": "pointed fd 1 at", "isolation": ["thread"]},
+        "hygiene.fds": {"reason": "keeps its model file open", "isolation": "process"},
+        "loop.responsive": "in every mode",
+        "streaming.order": {"reason": "x", "isolation": ["threads"]},
+    }
+    thread = expectations.load(model_id="m", cell=declared, cell_name="c", isolation="thread")
+    process = expectations.load(model_id="m", cell=declared, cell_name="c", isolation="process")
+    assert set(thread.entries) == {"process.state", "loop.responsive"}
+    assert thread.other_modes == ["hygiene.fds"]
+    assert set(process.entries) == {"hygiene.fds", "loop.responsive"}
+    assert process.other_modes == ["process.state"]
+    for found in (thread, process):
+        assert any("'streaming.order': isolation must list modes" in p for p in found.problems)
+
+
 def test_expected_failure_entries_match_their_failure() -> None:
     found = expectations.Expectations()
     found.add(
