@@ -16,21 +16,13 @@ from typing import Any
 import llm
 import pytest
 from fake_models import script
-from helpers import wait_until
+from helpers import eventually, wait_until
 
 from llm_all_models_async import ResponseTimeoutError, limits, workers
 from llm_all_models_async.bridge import Deadlines, open_stream
 
 # Not for the dedicated-thread tests: a model's dedicated thread lives as long as the process.
 no_leaked_workers = pytest.mark.usefixtures("no_leaked_workers")
-
-
-async def until(predicate: Any, what: str, timeout: float = 10.0) -> None:
-    """Bounded polling that lets the event loop run meanwhile."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        await asyncio.sleep(0.005)
 
 
 # -- 1. LLM_ASYNC_TIMEOUT holds while the consumer is slower than the model ---------------
@@ -253,7 +245,7 @@ async def test_blocked_tool_call_ends_when_the_consumer_cancels():
     with pytest.raises(asyncio.CancelledError):
         await task
     # The worker must leave the wait (and the model its execute()) without the tool.
-    await until(lambda: bool(ToolRunner.outcomes), what="the tool call to end")
+    await eventually(lambda: bool(ToolRunner.outcomes), "the tool call to end")
     assert ToolRunner.outcomes == ["StreamStopped"]
 
 
@@ -308,5 +300,5 @@ async def test_writes_after_the_response_was_dropped_never_raise_into_the_model(
     assert await iterator.__anext__() == "first"
     del iterator, response
     gc.collect()
-    await until(Rerouting.closed.is_set, what="the model's finally to run")
+    await eventually(Rerouting.closed.is_set, "the model's finally to run")
     assert Rerouting.late_errors == []
