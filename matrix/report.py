@@ -3,8 +3,10 @@
     python -m matrix.report reports/ --out COMPATIBILITY.md --png docs/compatibility.png
 
 Each report is one cell on one llm version (schema ``llm-conformance-report/1``, written by the
-suite's ``--llm-report-json``). The grid has a row per cell and a column per llm version; every
-cell that is not green gets a table of the clauses that were not plain passes or skips.
+suite's ``--llm-report-json``). The grid has a row per cell and isolation mode and a column per
+llm version; each cell's notes from matrix.toml say what it exercises, and every cell that is
+not green gets a table of the clauses that were not plain passes (one table for the llm
+versions that share the same outcomes).
 """
 
 from __future__ import annotations
@@ -225,8 +227,10 @@ def grid_table(grid: Grid, *, marks: bool = True) -> list[str]:
     return lines
 
 
-def render_markdown(grid: Grid, generated: datetime) -> str:
-    """COMPATIBILITY.md: the grid, a legend, per-cell clause detail and the versions used."""
+def render_markdown(grid: Grid, generated: datetime, notes: dict[str, str] | None = None) -> str:
+    """COMPATIBILITY.md: the grid, a legend, what each cell is (``notes``, from matrix.toml),
+    clause detail of every cell that is not green, and the versions used."""
+    notes = notes or {}
     reports = [grid.squares[k] for k in sorted(grid.squares)]
     facts = _shared_facts(reports)
     out = [
@@ -250,21 +254,41 @@ def render_markdown(grid: Grid, generated: datetime) -> str:
         "",
     ]
 
-    flagged = [r for r in reports if r.status != "pass"]
+    if notes:
+        out += ["## The cells", ""]
+        cells = list(dict.fromkeys(grid.row_modes[row][0] for row in grid.rows))
+        out += [f"- **{cell}**: {_md_escape(notes[cell])}" for cell in cells if notes.get(cell)]
+        out.append("")
+
     out += ["## Cells that are not green", ""]
-    if not flagged:
+    groups = _flagged_groups(grid)
+    if not groups:
         out += ["None: every cell that ran is green.", ""]
-    for report in flagged:
-        mark = STATUSES[report.status][0]
-        out += [f"### {report.row} on llm {report.column}: {mark} {report.label}", ""]
-        d = report.data
-        out += [
-            f"Model `{d.get('model_id', '?')}`, llm {d.get('llm_version', '?')}, "
-            f"Python {d.get('python_version', '?')}, report `{report.path.name}`.",
-            "",
-        ]
-        notable = report.notable_clauses()
-        if notable:
+    for group in groups:
+        first, last = group[0], group[-1]
+        mark = STATUSES[last.status][0]
+        versions = ", ".join(report.column for report in group)
+        out += [f"### {last.row} on llm {versions}: {mark} {last.label}", ""]
+        d = last.data
+        if len(group) == 1:
+            out.append(
+                f"Model `{d.get('model_id', '?')}`, llm {d.get('llm_version', '?')}, "
+                f"Python {d.get('python_version', '?')}, report `{first.path.name}`."
+            )
+        else:
+            out.append(
+                f"Model `{d.get('model_id', '?')}`, Python {d.get('python_version', '?')}; the "
+                f"same clauses on every llm version listed (reasons below from llm "
+                f"{d.get('llm_version', '?')}); reports "
+                + ", ".join(f"`{report.path.name}`" for report in group)
+                + "."
+            )
+        out.append("")
+        notable = last.notable_clauses()
+        if last.status == "inactive":
+            reasons = [str(c.get("reason") or "") for c in notable if c.get("reason")]
+            out.append(f"Every clause skipped: {_md_escape(reasons[0] if reasons else '')}")
+        elif notable:
             out += ["| clause | outcome | reason |", "|---|---|---|"]
             out += [
                 f"| `{c['id']}` | {c['outcome']} | {_md_escape(c.get('reason') or '')} |"
@@ -290,6 +314,20 @@ def render_markdown(grid: Grid, generated: datetime) -> str:
         )
     out.append("")
     return "\n".join(out)
+
+
+def _flagged_groups(grid: Grid) -> list[list[Report]]:
+    """The reports that are not green, one group per row and set of notable clause outcomes:
+    a cell that fails the same clauses on every llm version gets one section, not nine."""
+    groups: dict[tuple[Any, ...], list[Report]] = {}
+    for row in grid.rows:
+        for column in grid.columns:
+            report = grid.squares.get((row, column))
+            if report is None or report.status == "pass":
+                continue
+            outcomes = tuple((c["id"], c["outcome"]) for c in report.notable_clauses())
+            groups.setdefault((row, report.status, outcomes), []).append(report)
+    return list(groups.values())
 
 
 def _shared_facts(reports: Iterable[Report]) -> list[tuple[str, str]]:
@@ -345,14 +383,16 @@ def render_png(grid: Grid, path: Path, generated: datetime) -> None:
     plt.close(fig)
 
 
-def _matrix_order() -> list[str]:
-    """Cell names in matrix.toml order; empty when the matrix cannot be read."""
+def _matrix_cells() -> tuple[list[str], dict[str, str]]:
+    """Cell names in matrix.toml order and each cell's notes; empty when the matrix cannot be
+    read (the report must still render from reports alone)."""
     try:
         from matrix.cells import load_matrix
 
-        return list(load_matrix().cells)
-    except Exception:  # the report must still render from reports alone
-        return []
+        cells = load_matrix().cells
+    except Exception:
+        return [], {}
+    return list(cells), {name: cell.notes for name, cell in cells.items() if cell.notes}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -378,9 +418,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no *.json reports in {args.reports}", file=sys.stderr)
         return 1
     generated = datetime.now(timezone.utc)
-    grid = build_grid(reports, _matrix_order())
+    order, notes = _matrix_cells()
+    grid = build_grid(reports, order)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render_markdown(grid, generated), encoding="utf-8")
+    args.out.write_text(render_markdown(grid, generated, notes), encoding="utf-8")
     if args.png is not None:
         render_png(grid, args.png, generated)
     print("\n".join(grid_table(grid, marks=False)))

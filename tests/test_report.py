@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -215,3 +216,28 @@ def test_png_is_drawn(reports: Path, tmp_path: Path) -> None:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     assert width > 300 and height > 100
+
+
+def test_same_outcomes_on_several_llm_versions_share_one_section(tmp_path: Path) -> None:
+    """A cell failing the same clauses on nine llm versions gets one section naming them all;
+    a version that fails differently keeps its own; inactive runs get one line, not a table."""
+    xfail = [clause("a.b"), clause("errors.recovery", "xfailed", "seed chain")]
+    for stem in ("llm030-smollm2", "llm031-smollm2"):
+        make_report(tmp_path, stem, xfail)
+    make_report(tmp_path, "llm032-smollm2", [clause("a.b", "failed", "boom")])
+    make_report(
+        tmp_path,
+        "llm029-smollm2",
+        [clause("a.b", "skipped", "adapter inactive: needs llm 0.30")] * 3,
+        adapter_active=False,
+    )
+    grid = r.build_grid(r.load_reports(tmp_path), order=["smollm2"])
+    notes = {"smollm2": "real llama.cpp | see docs/llamacpp.md", "other": "not shown"}
+    text = r.render_markdown(grid, datetime.now(timezone.utc), notes)
+    assert "- **smollm2**: real llama.cpp \\| see docs/llamacpp.md" in text
+    assert "other" not in text
+    assert text.count("### smollm2 on llm 0.30, 0.31: ⚠️ 1 xfail") == 1
+    assert "`llm030-smollm2.json`, `llm031-smollm2.json`" in text
+    assert "### smollm2 on llm 0.32: ❌ 1 failed" in text
+    assert "### smollm2 on llm 0.29: 💤 inactive" in text
+    assert "Every clause skipped: adapter inactive: needs llm 0.30" in text
