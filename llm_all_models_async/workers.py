@@ -15,10 +15,12 @@ stream ends, not when the thread next works.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 
 logger = logging.getLogger("llm_all_models_async")
@@ -47,7 +49,7 @@ class _PooledThread:
     """A daemon thread that runs one job, then waits idle for :data:`IDLE_SECONDS` for more."""
 
     def __init__(self, model_id: str, job: Job) -> None:
-        self._jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         # Through the queue, not ``args``: a Thread keeps its args until the thread ends.
         self._jobs.put(job)
         self.thread = threading.Thread(target=self._run, name=thread_name(model_id), daemon=True)
@@ -82,6 +84,12 @@ class _Pool:
         with self._lock:
             return self._idle.pop() if self._idle else None
 
+    def drain(self) -> list[_PooledThread]:
+        """Take every idle thread out of the pool (none is handed a job afterwards)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+            return idle
+
     def wait_for_job(self, worker: _PooledThread) -> Job | None:
         """Park ``worker`` until it is handed a job (returned) or its idle time is up (None)."""
         with self._lock:
@@ -99,6 +107,29 @@ class _Pool:
 _pool = _Pool()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_pool.reset)
+
+EXIT_JOIN_SECONDS = 1.0
+"""At interpreter exit, how long to wait in all for idle threads to end."""
+
+
+def retire_idle_threads() -> None:
+    """End the idle pooled threads and wait (briefly) until they have ended.
+
+    Runs at interpreter exit.  A thread that has run a model may own native per-thread state
+    (MLX streams): ended here, before the interpreter finalises, it releases that state as it
+    would have if it had ended with its stream; left idle into finalisation it made MLX abort
+    or segfault the exiting process.  Idle threads only wait on their queue, so they end at
+    once; busy ones are not waited for (daemon threads never hold up exit).
+    """
+    idle = _pool.drain()
+    for worker in idle:
+        worker._jobs.put(None)
+    deadline = time.monotonic() + EXIT_JOIN_SECONDS
+    for worker in idle:
+        worker.thread.join(max(0.0, deadline - time.monotonic()))
+
+
+atexit.register(retire_idle_threads)
 
 
 def start_thread(model_id: str, job: Job) -> None:
