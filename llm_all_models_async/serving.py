@@ -22,8 +22,7 @@ default, ``process`` (:mod:`.process.server`) runs the model in warm worker proc
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import llm
 
@@ -31,9 +30,12 @@ from .settings import Settings
 from .views import SyncResponseView
 
 
-@dataclass(frozen=True)
-class StreamRequest:
-    """Everything one prompt needs, whatever runs it."""
+class StreamRequest(NamedTuple):
+    """Everything one prompt needs, whatever runs it.
+
+    A named tuple: one is built per prompt on the way to its first chunk, where a frozen
+    dataclass's ``__init__`` cost several times as much.
+    """
 
     sync_model: llm.Model | llm.KeyModel
     model_id: str
