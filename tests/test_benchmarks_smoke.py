@@ -137,3 +137,36 @@ def test_every_contender_has_a_plot_colour() -> None:
     from benchmarks.contenders import ALL_CONTENDERS
 
     assert set(ALL_CONTENDERS) <= set(plots.COLOURS)
+
+
+@pytest.mark.timeout(120)
+def test_instruction_counts_are_differences_per_prompt(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each figure is (large run - small run) / (large - small): start-up cancels out. The
+    callgrind runs themselves take minutes, so they are replaced here by a fixed count."""
+    import subprocess
+
+    from benchmarks import instructions
+
+    assert instructions.COLLECTED.search("==123== Collected : 3257776342").group(1) == "3257776342"
+    costs = {"adapter": (600, 30), "native": (500, 20)}  # per prompt, per chunk
+
+    def fake_count(python: Path, contender: str, measure: str, count: int) -> int:
+        return 1_000_000 + costs[contender][measure == "chunk"] * count
+
+    monkeypatch.setattr(instructions, "_count", fake_count)
+    monkeypatch.setattr(instructions.shutil, "which", lambda name: "/usr/bin/valgrind")
+    assert instructions.main(["--contenders", "adapter", "native"]) == 0
+    out = capsys.readouterr().out
+    assert "| adapter | 600 | 30 | 1.50\u00d7 |" in out
+    assert "| native | 500 | 20 | 1.00\u00d7 |" in out
+    # the child each callgrind run starts: a real prompt through the adapter, no valgrind
+    child = subprocess.run(
+        [sys.executable, "-m", "benchmarks.instructions", "--child", "adapter", "prompt", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert child.returncode == 0, child.stderr
