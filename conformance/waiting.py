@@ -12,6 +12,11 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 POLL = 0.002
 
+# How long the model's own work may take before the part a clause judges begins: its first
+# chunk (some plugins load their weights in every execute(), seconds on a busy machine) or
+# the rest of a reply once released.  Bounds on what the adapter does stay short.
+MODEL_BOUND = 120.0
+
 
 def wait_until(predicate: Callable[[], bool], timeout: float, *, collect: bool = False) -> bool:
     """Poll ``predicate`` until it holds or ``timeout`` passes; returns whether it held."""

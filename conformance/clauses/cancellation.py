@@ -17,7 +17,7 @@ from .. import features
 from ..context import Context, quiet_loop
 from ..instrument import Plan, Record
 from ..marks import clause
-from ..waiting import LoopThread, async_wait_until, wait_event
+from ..waiting import MODEL_BOUND, LoopThread, async_wait_until, wait_event
 
 RELEASE_LIMIT = 1.0  # seconds the caller may wait after a stop (the worker stays paused)
 BOUND = 10.0
@@ -36,9 +36,9 @@ class Stop:
 async def _first_chunk(response: Any, ctx: Context) -> tuple[Any, Record]:
     iterator = response.__aiter__()
     try:
-        await asyncio.wait_for(iterator.__anext__(), BOUND)
+        await asyncio.wait_for(iterator.__anext__(), MODEL_BOUND)
     except asyncio.TimeoutError:
-        pytest.fail(f"no first chunk within {BOUND:g}s; cannot test stopping", pytrace=False)
+        pytest.fail(f"no first chunk within {MODEL_BOUND:g}s; cannot test stopping", pytrace=False)
     except Exception as error:
         pytest.fail(f"the stream failed before it could be stopped: {error!r}", pytrace=False)
     record = ctx.records(1)[0]
@@ -208,10 +208,10 @@ class CancellationClauses:
 
             task = asyncio.create_task(consume(response))
             try:
-                await asyncio.wait_for(got_one.wait(), BOUND)
+                await asyncio.wait_for(got_one.wait(), MODEL_BOUND)
             except asyncio.TimeoutError:
                 task.cancel()
-                pytest.fail(f"no first chunk within {BOUND:g}s; cannot test stopping")
+                pytest.fail(f"no first chunk within {MODEL_BOUND:g}s; cannot test stopping")
             record = ctx.records(1)[0]
             await async_wait_until(lambda: record.at_yield or record.done.is_set(), BOUND)
             if not record.at_yield:

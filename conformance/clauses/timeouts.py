@@ -10,14 +10,10 @@ from .. import adapter
 from ..context import Context
 from ..instrument import Plan
 from ..marks import clause
-from ..waiting import async_wait_until, wait_until
+from ..waiting import MODEL_BOUND, async_wait_until, wait_until
 
 LIMIT = "0.3"
 BOUND = 5.0
-# How long the model's own work may take: its first chunk (some plugins load their weights in
-# every execute()) and the rest of a reply once released.  Only what follows is the adapter's
-# to bound by BOUND.
-MODEL_BOUND = 120.0
 
 
 class NoTimeout(Exception):
