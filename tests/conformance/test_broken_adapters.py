@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.slow  # each test runs the suite in a subprocess
+# each test runs the suite in a subprocess: seconds alone, minutes on a loaded machine
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 SUITE = """
 from conformance import SyncModelConformance

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.slow  # runs the suite in a subprocess
+# runs the suite in a subprocess: seconds alone, minutes on a loaded machine
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 SUITE = """
 import ast

@@ -9,7 +9,8 @@ import pytest
 from conformance import features
 from conformance.catalog import CLAUSES
 
-pytestmark = pytest.mark.slow  # each test runs the suite in a subprocess
+# each test runs the whole suite in a subprocess: 40 s alone, minutes on a loaded machine
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 SUITE = """
 from conformance import SyncModelConformance

@@ -8,7 +8,8 @@ import pytest
 
 from conformance.catalog import CLAUSES
 
-pytestmark = pytest.mark.slow  # each test runs the suite in a subprocess
+# each test runs the suite in a subprocess: seconds alone, minutes on a loaded machine
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 ISOLATION_CLAUSES = {cid for cid in CLAUSES if cid.startswith("isolation.")}
 
