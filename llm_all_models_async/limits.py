@@ -48,13 +48,7 @@ class SlotLimiter:
         that waiting in line needs.
         """
         with self._lock:
-            if limit is not None and limit != self.limit:
-                self.limit = limit
-                self._admit_locked()
-            if self.in_use < self.limit and not self._waiters:
-                self.in_use += 1
-                return True
-            return False
+            return self._take_free_locked(limit)
 
     async def acquire(self, limit: int | None = None) -> None:
         """Take a slot, waiting in line if none is free; cancellation leaves the line cleanly.
@@ -63,11 +57,7 @@ class SlotLimiter:
         """
         loop = asyncio.get_running_loop()
         with self._lock:
-            if limit is not None and limit != self.limit:
-                self.limit = limit
-                self._admit_locked()
-            if self.in_use < self.limit and not self._waiters:
-                self.in_use += 1
+            if self._take_free_locked(limit):
                 return
             waiter = _Waiter(loop, loop.create_future())
             self._waiters.append(waiter)
@@ -82,6 +72,17 @@ class SlotLimiter:
                 elif waiter in self._waiters:
                     self._waiters.remove(waiter)
             raise
+
+    def _take_free_locked(self, limit: int | None) -> bool:
+        """Apply a new ``limit`` (admitting waiters it now fits), then take a slot if one is
+        free and nobody is in line."""
+        if limit is not None and limit != self.limit:
+            self.limit = limit
+            self._admit_locked()
+        if self.in_use < self.limit and not self._waiters:
+            self.in_use += 1
+            return True
+        return False
 
     def release(self) -> None:
         """Free a slot and admit the longest waiters that now fit; safe from any thread."""
