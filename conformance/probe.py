@@ -295,6 +295,7 @@ class RemoteInstrument(Instrument):
                     self.lock.notify_all()
                 record.ended = time.monotonic()
                 record.done.set()
+                connection.send(True)  # counted: the worker's execute() may return now
                 return
 
 
@@ -416,6 +417,7 @@ def worker_setup() -> None:
 
 HIGH_FD = 512
 STOP_ARRIVAL_BOUND = 2.0
+END_ACK_BOUND = 10.0  # the test process counts an ended execute well within this
 
 
 def _await_stop() -> bool:
@@ -540,7 +542,7 @@ def _run_remote(
                 close_error = failure
         for restore in reversed(undo):
             restore()
-        with contextlib.suppress(OSError):  # the test process went away: nobody to tell
+        with contextlib.suppress(OSError, EOFError):  # the test process went away
             connection.send(
                 (
                     "end",
@@ -553,4 +555,10 @@ def _run_remote(
                     },
                 )
             )
+            # Wait for the test process to have counted this execute as ended: the adapter
+            # may start the next execute as soon as this one returns, and its "start" comes
+            # on another connection, served by another thread, which could otherwise be
+            # counted first (two executes "at once" where the adapter ran them one by one).
+            if connection.poll(END_ACK_BOUND):
+                connection.recv()
         connection.close()
