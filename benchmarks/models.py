@@ -107,18 +107,35 @@ class BenchSync(llm.Model):
         yield from _probed(probe, opts.chunks, opts.interval, opts.work, opts.size)
 
 
+# Set to a list by benchmarks.shapes while it measures: per token, the seconds the producing
+# thread spent between the end of one token's work and the start of the next one's, i.e.
+# outside the model (in llm's per-chunk work on the sync path; handing the chunk over and
+# waiting for the GIL in an adapter).  It does not depend on how fast the machine runs the
+# model's own work, which moves a lot on a shared machine.
+OUTSIDE: list[float] | None = None
+
+
 def _plain(chunks: int, interval: float, work: int, size: int, hash_kib: int) -> Iterator[str]:
     if not interval and not work and size == 1 and not hash_kib:
         for _ in range(chunks):
             yield "x"
         return
+    outside = OUTSIDE
+    clock = time.perf_counter
+    ended: float | None = None
     for i in range(chunks):
         if interval:
             time.sleep(interval)
+        if outside is not None:
+            began = clock()
+            if ended is not None:
+                outside.append(began - ended)
         if work:
             burn(work)
         if hash_kib:
             digest(hash_kib)
+        if outside is not None:
+            ended = clock()
         yield _chunk(i, size)
 
 

@@ -60,11 +60,13 @@ def plan(cfg: Config) -> list[Job]:
 
 
 def measure(contender: str, params: dict[str, Any]) -> Any:
+    from . import models
     from .contenders import model_for
 
     model = model_for(contender)
     options = {k: v for k, v in params.items() if k != "chunks"}
     chunks = int(params["chunks"])
+    models.OUTSIDE = []  # stays empty for the process contender: its model runs elsewhere
     if contender == "sync":
         cpu = cpu_now()
         start = time.perf_counter()
@@ -112,7 +114,13 @@ def _sample(
     if count != expected:
         raise AssertionError(f"expected {expected} tokens, got {count}")
     cpu, switches = cpu_now()
+    from . import models
+
+    outside, models.OUTSIDE = models.OUTSIDE or [], None
     return {
+        # Mean µs per token the model's thread spent outside the model's work (see
+        # models.OUTSIDE): what the path costs the model itself, however fast the machine.
+        "outside_us_per_token": sum(outside) / len(outside) * 1e6 if outside else None,
         # Per token, CPU time and the times a thread of this process blocked (GIL, lock or
         # select hand-overs): unlike tokens/s they hardly depend on what else the machine
         # runs, so they show the adapter's cost when the machine is busy.
@@ -146,6 +154,7 @@ def summarize(results: list[JobResult], cfg: Config) -> dict[str, Any]:
                     "ms_per_token": spread(result.values("ms_per_token"))["median"],
                     "cpu_ms_per_token": spread(result.values("cpu_ms_per_token"))["median"],
                     "switches_per_token": spread(result.values("switches_per_token"))["median"],
+                    "outside_us_per_token": spread(result.values("outside_us_per_token"))["median"],
                     "cpu_vs_sync": paired_ratio(
                         sync.values("cpu_ms_per_token") if sync else [],
                         result.values("cpu_ms_per_token"),
@@ -169,11 +178,15 @@ def markdown(summary: dict[str, Any]) -> list[str]:
         "alternate within each round). CPU ms/token is the process's CPU time (all threads) "
         'per token; "CPU: sync / this" above 1 means this contender spends less CPU per token '
         "than llm's sync path (a figure that holds on a busy machine, where tokens/s does not); "
-        "blocking switches are the voluntary context switches of the process per token.",
+        "blocking switches are the voluntary context switches of the process per token; "
+        '"outside the model" is the mean time per token the model\'s thread spent between the '
+        "end of one token's work and the start of the next (llm's per-chunk work on the sync "
+        "path; the hand-over and any wait for the GIL through an adapter), a cost that does "
+        "not scale with the machine's speed.",
         "",
         "| shape | contender | tokens/s | ms/token | vs sync | vs 0.1 | CPU ms/token | "
-        "CPU: sync / this | blocking switches/token |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "CPU: sync / this | blocking switches/token | outside the model µs/token |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in summary["rows"]:
         tps = row["tokens_per_s"]
@@ -182,7 +195,8 @@ def markdown(summary: dict[str, Any]) -> list[str]:
             f"{fmt(tps['median'])} [{fmt(tps['min'])}{DASH}{fmt(tps['max'])}] | "
             f"{fmt(row['ms_per_token'], 3)} | {fmt(row['vs_sync'], 3, TIMES)} | "
             f"{fmt(row['vs_v01'], 3, TIMES)} | {fmt(row['cpu_ms_per_token'], 3)} | "
-            f"{fmt(row['cpu_vs_sync'], 3, TIMES)} | {fmt(row['switches_per_token'], 2)} |"
+            f"{fmt(row['cpu_vs_sync'], 3, TIMES)} | {fmt(row['switches_per_token'], 2)} | "
+            f"{fmt(row.get('outside_us_per_token'), 1)} |"
         )
     lines += [""] + [f"- {shape}: {note}." for shape, note in summary["notes"].items()]
     rss = [r for r in summary["rows"] if r["contender"] == "process"]
