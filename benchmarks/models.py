@@ -63,6 +63,11 @@ class BenchOptions(llm.Options):
         default=0, ge=0, description="KiB to sha256 before each chunk (releases the GIL)"
     )
     probe: str | None = Field(default=None, description="id of a Probe to record into")
+    outside_log: str | None = Field(
+        default=None,
+        description="file to append, once the reply is complete, the mean µs per token the "
+        "model's thread spent outside its work (see _plain); works in any process",
+    )
 
 
 def burn(steps: int) -> int:
@@ -102,25 +107,33 @@ class BenchSync(llm.Model):
         opts = prompt.options
         probe = PROBES.get(opts.probe) if opts.probe else None
         if probe is None:
-            yield from _plain(opts.chunks, opts.interval, opts.work, opts.size, opts.hash_kib)
+            yield from _plain(
+                opts.chunks, opts.interval, opts.work, opts.size, opts.hash_kib, opts.outside_log
+            )
             return
         yield from _probed(probe, opts.chunks, opts.interval, opts.work, opts.size)
 
 
-# Set to a list by benchmarks.shapes while it measures: per token, the seconds the producing
-# thread spent between the end of one token's work and the start of the next one's, i.e.
-# outside the model (in llm's per-chunk work on the sync path; handing the chunk over and
-# waiting for the GIL in an adapter).  It does not depend on how fast the machine runs the
-# model's own work, which moves a lot on a shared machine.
-OUTSIDE: list[float] | None = None
-
-
-def _plain(chunks: int, interval: float, work: int, size: int, hash_kib: int) -> Iterator[str]:
-    if not interval and not work and size == 1 and not hash_kib:
+def _plain(
+    chunks: int,
+    interval: float,
+    work: int,
+    size: int,
+    hash_kib: int,
+    outside_log: str | None = None,
+) -> Iterator[str]:
+    """``outside_log``: record, per token, the seconds the producing thread spent between the
+    end of one token's work and the start of the next one's, i.e. outside the model (in llm's
+    per-chunk work on the sync path; handing the chunk over, waiting for the GIL or for
+    credit through an adapter), and append their mean in µs to that file once the reply is
+    complete.  It does not depend on how fast the machine runs the model's own work, which
+    moves a lot on a shared machine, and it is written from whichever process runs the model
+    (a worker process too)."""
+    if not interval and not work and size == 1 and not hash_kib and not outside_log:
         for _ in range(chunks):
             yield "x"
         return
-    outside = OUTSIDE
+    outside: list[float] | None = [] if outside_log else None
     clock = time.perf_counter
     ended: float | None = None
     for i in range(chunks):
@@ -137,6 +150,9 @@ def _plain(chunks: int, interval: float, work: int, size: int, hash_kib: int) ->
         if outside is not None:
             ended = clock()
         yield _chunk(i, size)
+    if outside_log and outside:
+        with open(outside_log, "a", encoding="utf-8") as log:
+            log.write(f"{sum(outside) / len(outside) * 1e6}\n")
 
 
 def _probed(probe: Probe, chunks: int, interval: float, work: int, size: int) -> Iterator[str]:

@@ -13,7 +13,9 @@ number of steps, not a calibrated time, so the 0.1 environment does the same wor
 
 from __future__ import annotations
 
+import os
 import resource
+import tempfile
 import time
 from typing import Any
 
@@ -60,13 +62,16 @@ def plan(cfg: Config) -> list[Job]:
 
 
 def measure(contender: str, params: dict[str, Any]) -> Any:
-    from . import models
     from .contenders import model_for
 
     model = model_for(contender)
+    # The model appends its time outside its work to this file, from whichever process runs
+    # it (a worker process for the process contender).
+    handle, log = tempfile.mkstemp(prefix="bench-outside-", suffix=".txt")
+    os.close(handle)
     options = {k: v for k, v in params.items() if k != "chunks"}
+    options["outside_log"] = log
     chunks = int(params["chunks"])
-    models.OUTSIDE = []  # stays empty for the process contender: its model runs elsewhere
     if contender == "sync":
         cpu = cpu_now()
         start = time.perf_counter()
@@ -76,12 +81,25 @@ def measure(contender: str, params: dict[str, Any]) -> Any:
             if first is None:
                 first = time.perf_counter() - start
             count += 1
-        return _sample(count, time.perf_counter() - start, first, chunks, cpu)
-    return _measure_async(model, chunks, options, contender == "process")
+        return _with_outside(_sample(count, time.perf_counter() - start, first, chunks, cpu), log)
+    return _measure_async(model, chunks, options, log, contender == "process")
+
+
+def _with_outside(sample: dict[str, Any], log: str) -> dict[str, Any]:
+    """Add the model's own figure (see models._plain) to ``sample`` and remove its file."""
+    try:
+        with open(log, encoding="utf-8") as lines:
+            written = lines.read().split()
+    finally:
+        os.unlink(log)
+    # Mean µs per token the model's thread spent outside the model's work: what the path
+    # costs the model itself, however fast the machine runs.
+    sample["outside_us_per_token"] = float(written[-1]) if written else None
+    return sample
 
 
 async def _measure_async(
-    model: Any, chunks: int, options: dict[str, Any], in_worker: bool = False
+    model: Any, chunks: int, options: dict[str, Any], log: str, in_worker: bool = False
 ) -> dict[str, Any]:
     """``in_worker``: the process contender; its CPU is the worker's, so CPU and switches
     here count only this process's side, and the worker's resident memory is recorded."""
@@ -93,7 +111,7 @@ async def _measure_async(
         if first is None:
             first = time.perf_counter() - start
         count += 1
-    sample = _sample(count, time.perf_counter() - start, first, chunks, cpu)
+    sample = _with_outside(_sample(count, time.perf_counter() - start, first, chunks, cpu), log)
     if in_worker:
         from .contenders import worker_rss_mib
 
@@ -114,13 +132,7 @@ def _sample(
     if count != expected:
         raise AssertionError(f"expected {expected} tokens, got {count}")
     cpu, switches = cpu_now()
-    from . import models
-
-    outside, models.OUTSIDE = models.OUTSIDE or [], None
     return {
-        # Mean µs per token the model's thread spent outside the model's work (see
-        # models.OUTSIDE): what the path costs the model itself, however fast the machine.
-        "outside_us_per_token": sum(outside) / len(outside) * 1e6 if outside else None,
         # Per token, CPU time and the times a thread of this process blocked (GIL, lock or
         # select hand-overs): unlike tokens/s they hardly depend on what else the machine
         # runs, so they show the adapter's cost when the machine is busy.
@@ -181,8 +193,9 @@ def markdown(summary: dict[str, Any]) -> list[str]:
         "blocking switches are the voluntary context switches of the process per token; "
         '"outside the model" is the mean time per token the model\'s thread spent between the '
         "end of one token's work and the start of the next (llm's per-chunk work on the sync "
-        "path; the hand-over and any wait for the GIL through an adapter), a cost that does "
-        "not scale with the machine's speed.",
+        "path; the hand-over and any wait for the GIL through an adapter; sending the chunk "
+        "and any wait for credit in a worker process), a cost that does not scale with the "
+        "machine's speed.",
         "",
         "| shape | contender | tokens/s | ms/token | vs sync | vs 0.1 | CPU ms/token | "
         "CPU: sync / this | blocking switches/token | outside the model µs/token |",
@@ -203,7 +216,8 @@ def markdown(summary: dict[str, Any]) -> list[str]:
     if rss:
         lines.append(
             "- process: the model runs in a warm worker (`LLM_ASYNC_ISOLATION=process`); CPU "
-            "and switches above are this process's side only; worker RSS "
+            "and switches above are this process's side only, time outside the model is the "
+            "worker's; worker RSS "
             + ", ".join(f"{r['shape']} {fmt(r.get('worker_rss_mib'))} MiB" for r in rss)
             + "."
         )
