@@ -58,6 +58,22 @@ def test_every_family_runs_and_reports(tiny_run: tuple[dict[str, Any], Path]) ->
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 @pytest.mark.xdist_group("tiny_run")  # one worker runs the module's tiny benchmark once
+def test_shapes_report_the_models_own_time_outside_its_work(
+    tiny_run: tuple[dict[str, Any], Path],
+) -> None:
+    """Written by the model from whichever process runs it: the worker process too."""
+    result, _ = tiny_run
+    for job in result["families"]["shapes"]["raw"]:
+        if job["skipped"]:
+            continue
+        for sample in job["samples"]:
+            outside = sample["outside_us_per_token"]
+            assert outside is not None and outside > 0, (job["case"], job["contender"], sample)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.xdist_group("tiny_run")  # one worker runs the module's tiny benchmark once
 def test_outputs_are_written(tiny_run: tuple[dict[str, Any], Path]) -> None:
     _, out = tiny_run
     data = json.loads((out / report.JSON_NAME).read_text())
