@@ -67,35 +67,44 @@ def measure(contender: str, params: dict[str, Any]) -> Any:
     model = model_for(contender)
     # The model appends its time outside its work to this file, from whichever process runs
     # it (a worker process for the process contender).
-    handle, log = tempfile.mkstemp(prefix="bench-outside-", suffix=".txt")
-    os.close(handle)
+    log = _outside_log()
     options = {k: v for k, v in params.items() if k != "chunks"}
     options["outside_log"] = log
     chunks = int(params["chunks"])
     if contender == "sync":
-        cpu = cpu_now()
-        start = time.perf_counter()
-        first = None
-        count = 0
-        for _ in model.prompt("bench", chunks=chunks, **options):
-            if first is None:
-                first = time.perf_counter() - start
-            count += 1
-        return _with_outside(_sample(count, time.perf_counter() - start, first, chunks, cpu), log)
+        try:
+            cpu = cpu_now()
+            start = time.perf_counter()
+            first = None
+            count = 0
+            for _ in model.prompt("bench", chunks=chunks, **options):
+                if first is None:
+                    first = time.perf_counter() - start
+                count += 1
+            sample = _sample(count, time.perf_counter() - start, first, chunks, cpu)
+        finally:
+            outside = _read_outside(log)
+        sample["outside_us_per_token"] = outside
+        return sample
     return _measure_async(model, chunks, options, log, contender == "process")
 
 
-def _with_outside(sample: dict[str, Any], log: str) -> dict[str, Any]:
-    """Add the model's own figure (see models._plain) to ``sample`` and remove its file."""
+def _outside_log() -> str:
+    handle, path = tempfile.mkstemp(prefix="bench-outside-", suffix=".txt")
+    os.close(handle)
+    return path
+
+
+def _read_outside(log: str) -> float | None:
+    """The model's own figure (see models._plain), and the file removed: the mean µs per token
+    its thread spent outside its work, what the path costs the model however fast the
+    machine runs."""
     try:
         with open(log, encoding="utf-8") as lines:
             written = lines.read().split()
     finally:
         os.unlink(log)
-    # Mean µs per token the model's thread spent outside the model's work: what the path
-    # costs the model itself, however fast the machine runs.
-    sample["outside_us_per_token"] = float(written[-1]) if written else None
-    return sample
+    return float(written[-1]) if written else None
 
 
 async def _measure_async(
@@ -103,15 +112,19 @@ async def _measure_async(
 ) -> dict[str, Any]:
     """``in_worker``: the process contender; its CPU is the worker's, so CPU and switches
     here count only this process's side, and the worker's resident memory is recorded."""
-    cpu = cpu_now()
-    start = time.perf_counter()
-    first = None
-    count = 0
-    async for _ in model.prompt("bench", chunks=chunks, **options):
-        if first is None:
-            first = time.perf_counter() - start
-        count += 1
-    sample = _with_outside(_sample(count, time.perf_counter() - start, first, chunks, cpu), log)
+    try:
+        cpu = cpu_now()
+        start = time.perf_counter()
+        first = None
+        count = 0
+        async for _ in model.prompt("bench", chunks=chunks, **options):
+            if first is None:
+                first = time.perf_counter() - start
+            count += 1
+        sample = _sample(count, time.perf_counter() - start, first, chunks, cpu)
+    finally:
+        outside = _read_outside(log)
+    sample["outside_us_per_token"] = outside
     if in_worker:
         from .contenders import worker_rss_mib
 
