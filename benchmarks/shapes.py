@@ -72,25 +72,26 @@ def measure(contender: str, params: dict[str, Any]) -> Any:
     options["outside_log"] = log
     chunks = int(params["chunks"])
     if contender == "sync":
-        try:
-            cpu = cpu_now()
-            start = time.perf_counter()
-            first = None
-            count = 0
-            for _ in model.prompt("bench", chunks=chunks, **options):
-                if first is None:
-                    first = time.perf_counter() - start
-                count += 1
-            sample = _sample(count, time.perf_counter() - start, first, chunks, cpu)
-        finally:
-            outside = _read_outside(log)
-        sample["outside_us_per_token"] = outside
+        cpu = cpu_now()
+        start = time.perf_counter()
+        first = None
+        count = 0
+        for _ in model.prompt("bench", chunks=chunks, **options):
+            if first is None:
+                first = time.perf_counter() - start
+            count += 1
+        sample = _sample(count, time.perf_counter() - start, first, chunks, cpu)
+        sample["outside_us_per_token"] = _read_outside(log)
         return sample
     return _measure_async(model, chunks, options, log, contender == "process")
 
 
 def _outside_log() -> str:
-    handle, path = tempfile.mkstemp(prefix="bench-outside-", suffix=".txt")
+    """A fresh file in this worker's temporary llm user dir, which the runner removes with
+    the run however a measurement ends."""
+    handle, path = tempfile.mkstemp(
+        prefix="bench-outside-", suffix=".txt", dir=os.environ.get("LLM_USER_PATH")
+    )
     os.close(handle)
     return path
 
@@ -99,11 +100,9 @@ def _read_outside(log: str) -> float | None:
     """The model's own figure (see models._plain), and the file removed: the mean µs per token
     its thread spent outside its work, what the path costs the model however fast the
     machine runs."""
-    try:
-        with open(log, encoding="utf-8") as lines:
-            written = lines.read().split()
-    finally:
-        os.unlink(log)
+    with open(log, encoding="utf-8") as lines:
+        written = lines.read().split()
+    os.unlink(log)
     return float(written[-1]) if written else None
 
 
@@ -112,19 +111,16 @@ async def _measure_async(
 ) -> dict[str, Any]:
     """``in_worker``: the process contender; its CPU is the worker's, so CPU and switches
     here count only this process's side, and the worker's resident memory is recorded."""
-    try:
-        cpu = cpu_now()
-        start = time.perf_counter()
-        first = None
-        count = 0
-        async for _ in model.prompt("bench", chunks=chunks, **options):
-            if first is None:
-                first = time.perf_counter() - start
-            count += 1
-        sample = _sample(count, time.perf_counter() - start, first, chunks, cpu)
-    finally:
-        outside = _read_outside(log)
-    sample["outside_us_per_token"] = outside
+    cpu = cpu_now()
+    start = time.perf_counter()
+    first = None
+    count = 0
+    async for _ in model.prompt("bench", chunks=chunks, **options):
+        if first is None:
+            first = time.perf_counter() - start
+        count += 1
+    sample = _sample(count, time.perf_counter() - start, first, chunks, cpu)
+    sample["outside_us_per_token"] = _read_outside(log)
     if in_worker:
         from .contenders import worker_rss_mib
 
