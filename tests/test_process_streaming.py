@@ -251,7 +251,7 @@ async def test_response_timeout_holds_while_chunks_are_buffered(
     job = worker._sink
     assert job is not None
     gate.touch()
-    await asyncio.to_thread(eventually, lambda: len(job.items) >= 4, what="chunks buffered")
+    await asyncio.to_thread(eventually, lambda: len(job.channel.items) >= 4, what="chunks buffered")
     await asyncio.to_thread(eventually, lambda: time.monotonic() > started + limit)
     with pytest.raises(lama.ResponseTimeoutError):
         await iterator.__anext__()

@@ -1,6 +1,8 @@
 """Serve a prompt in a warm worker process: the ``process`` path of :mod:`..serving`.
 
-Contract (on top of the seam's):
+Contract (on top of the seam's).  The worker's reader thread hands chunks to the consumer
+through a :class:`~..channel.Channel`, as the thread path's worker does, so order, batches,
+the deadlines of every wait and a stop that never blocks are the channel's.
 
 * A prompt first waits, first come first served, for one of its model's
   ``LLM_ASYNC_MODEL_CONCURRENCY`` slots (within the queue and response timeouts), then takes an
@@ -17,9 +19,8 @@ Contract (on top of the seam's):
   after the chunks it sent.  A worker that dies before it has begun the prompt (it was stopped
   or died while idle just as it was taken) never ran the model: the prompt goes to another
   worker instead (at most twice).
-* Every timeout is the thread path's (:meth:`~..deadlines.Deadlines.nearest`): the queue, a
-  worker's start, the first and each later chunk; the whole-response limit also holds for
-  chunks already buffered, so a consumer slower than the model still times out.
+* Every timeout is the thread path's (:meth:`~..deadlines.Deadlines.nearest`); the first-chunk
+  clock starts when the prompt is sent to a worker, after the queue and the worker's start.
 * ``execute_tool_call`` from the worker runs on the parent's response view (the event loop)
   in a helper thread, so the channel keeps being read while the tool runs.
 """
@@ -27,15 +28,14 @@ Contract (on top of the seam's):
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any
 
 from .. import limits
+from ..channel import Channel, ChannelStream
 from ..deadlines import Deadlines, Phase, wait_within
 from ..errors import StallTimeoutError, WorkerCrashedError
 from ..identity import model_key
@@ -48,10 +48,10 @@ logger = logging.getLogger("llm_all_models_async")
 
 
 class _Job:
-    """State of one prompt shared by the worker's reader thread and the consumer.
+    """One prompt in one worker: the reader thread's side of the prompt's :class:`Channel`.
 
     It references neither the consumer handle nor the async response (only the weak view),
-    so an abandoned response can be collected, which stops the job.
+    so an abandoned response can be collected, which stops the channel and with it the job.
     """
 
     def __init__(self, request: StreamRequest, worker: WorkerProcess, release: Callable[[], None]):
@@ -60,15 +60,9 @@ class _Job:
         self.kill_after = request.config.kill_after
         self.worker = worker
         self.number = 0
-        self.lock = threading.Lock()
-        self.items: collections.deque[Any] = collections.deque()
-        self.in_hand = 0
-        self.stopped = False
-        self.finished = False
-        self.error: BaseException | None = None
-        self.waiter: asyncio.Future[None] | None = None
-        self.waiter_loop: asyncio.AbstractEventLoop | None = None
-        self.sent_at: float | None = None
+        # Read-ahead is bounded by the worker's credits, so the reader offers and never waits.
+        self.channel = Channel(request.model_id, request.config.buffer, stall_timeout=None)
+        self.channel.on_stop(self._send_stop)
         self.started = False  # the worker has begun this prompt (it may have run the model)
         self.unstarted = False  # the worker died before beginning it: safe to send again
         self.worker_stall_timeout = request.config.stall_timeout
@@ -77,13 +71,7 @@ class _Job:
     # -- reader thread -------------------------------------------------------------------
 
     def on_chunk(self, chunk: Any) -> None:
-        with self.lock:
-            if self.stopped:
-                return
-            self.items.append(chunk)
-            consumer_gone = not self._wake_locked()
-        if consumer_gone:
-            self.stop()
+        self.channel.offer(chunk)
 
     def on_op(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         try:
@@ -119,57 +107,30 @@ class _Job:
         self.started = True
 
     def on_crash(self, error: WorkerCrashedError) -> None:
-        if self.stopped:
+        if self.channel.stopped:
             logger.info("model %r: %s", self.model_id, error)
-        if not self.started and not self.stopped:
+        elif not self.started:
             # The prompt never reached the model: the consumer sends it to another worker,
-            # still holding the model's slot.
-            with self.lock:
-                self.unstarted = True
-                self.finished = True
-                self.error = error  # raised if it cannot be sent again
-                self._wake_locked()
+            # still holding the model's slot (its stream releases it if it cannot).
+            self.unstarted = True
+            self.channel.finish(error)
             return
         self._finish(error)
 
     def _finish(self, error: BaseException | None) -> None:
-        with self.lock:
-            self.finished = True
-            if error is not None and self.error is None and not self.stopped:
-                self.error = error
-            self._wake_locked()
+        self.channel.finish(None if self.channel.stopped else error)
         self.release()
 
-    def _wake_locked(self) -> bool:
-        """Wake a waiting consumer; False when its event loop is closed (nobody listens)."""
-        waiter, loop = self.waiter, self.waiter_loop
-        if waiter is None or loop is None:
-            return True
-        self.waiter = self.waiter_loop = None
-        try:
-            loop.call_soon_threadsafe(_resolve, waiter)
-        except RuntimeError:
-            return False
-        return True
+    # -- consumer side (through the channel's stop) ----------------------------------------
 
-    # -- consumer side -------------------------------------------------------------------
-
-    def stop(self) -> None:
-        """Ask the worker to close the generator; never blocks on the worker."""
-        with self.lock:
-            if self.stopped or self.finished:
-                self.stopped = True
-                if self.unstarted:
-                    self.release()  # it held the slot for a second attempt
-                return
-            self.stopped = True
-            self.items.clear()
+    def _send_stop(self) -> None:
+        """The channel was stopped while the prompt runs: close the generator in the worker."""
         self.worker.send(protocol.STOP, self.number)
         if self.kill_after is not None:
             timers.schedule(self.kill_after, self._kill_if_running)
 
     def _kill_if_running(self) -> None:
-        if self.finished:
+        if self.channel.finished:
             return
         logger.warning(
             "model %r: worker %d was still inside the model %gs after its stream was stopped; "
@@ -181,79 +142,57 @@ class _Job:
         self.worker.kill()
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+class ProcessStream(ChannelStream):
+    """The consumer's handle on one prompt running in a worker.
 
-
-class ProcessStream:
-    """The consumer's handle on one prompt running in a worker."""
+    On top of the channel's reading it returns credit to the worker (in groups of half the
+    buffer: one send per group rather than per chunk; the worker still holds the other half,
+    and a consumer that keeps reading always completes a group, so nothing starves), and
+    sends the prompt to another worker when the one it went to died before starting it.
+    """
 
     def __init__(self, job: _Job, request: StreamRequest, payload: dict[str, Any]) -> None:
         self._job = job
+        super().__init__(job.channel, Deadlines.from_settings(request.config), request.started_at)
         self._request = request
         self._payload = payload
         self._redispatches = 0
-        config = request.config
-        self._deadlines = Deadlines.from_settings(config)
-        self._timed = config.timeout is not None
-        self._started_at = request.started_at
-        self._received_batches = 0
-        self._owed = 0
-        self._credit_group = max(1, (config.buffer + 1) // 2)
-        self._finalizer = weakref.finalize(self, job.stop)
+        self._credited = 0
+        self._credit_group = max(1, (request.config.buffer + 1) // 2)
+
+    def __del__(self) -> None:
+        # Dropped without stop() (an abandoned response): stop, as the thread path does.
+        self.stop()
 
     @property
     def worker_pid(self) -> int:
         return self._job.worker.pid
 
     def stop(self) -> None:
-        self._finalizer()
+        job = self._job
+        job.channel.stop()
+        if job.unstarted:
+            job.release()  # it held the slot for a second attempt
+
+    def _took(self) -> None:
+        job = self._job
+        owed = job.channel.consumed - self._credited
+        if owed >= self._credit_group:
+            job.worker.send(protocol.CREDIT, job.number, owed)
+            self._credited += owed
 
     async def next_batch(self) -> list[Any]:
         while True:
             job = self._job  # replaced when the prompt is sent to another worker
-            if self._timed:  # the whole-response limit holds for buffered chunks too
-                overdue = self._deadlines.nearest(
-                    job.model_id, "handover", started_at=self._started_at
-                )
-                if overdue is not None and overdue.remaining <= 0:
-                    raise overdue.error
-            batch: list[Any] = []
-            with job.lock:
-                returned, job.in_hand = job.in_hand, 0
-                if job.items:
-                    batch = list(job.items)
-                    job.items.clear()
-                    job.in_hand = len(batch)
-                    self._received_batches += 1
-                elif job.unstarted and not job.stopped and self._redispatches < 2:
-                    pass  # its worker died before the prompt reached the model: go again
-                elif job.finished or job.stopped:
-                    if job.unstarted:
-                        job.release()  # it held the slot for a second attempt
-                    error = job.error
-                    if error is not None:
-                        raise error
-                    raise StopAsyncIteration
-                else:
-                    loop = asyncio.get_running_loop()
-                    waiter = loop.create_future()
-                    job.waiter, job.waiter_loop = waiter, loop
-            if returned:
-                # Credits go back in groups of half the buffer: one send per group rather
-                # than per chunk.  The worker still holds the other half, and a consumer
-                # that keeps reading always completes a group, so nothing starves.
-                self._owed += returned
-                if self._owed >= self._credit_group:
-                    job.worker.send(protocol.CREDIT, job.number, self._owed)
-                    self._owed = 0
-            if batch:
-                return batch
-            if job.unstarted and not job.stopped:
-                await self._redispatch(job)
-                continue
-            await self._wait(waiter)
+            try:
+                return await super().next_batch()
+            except WorkerCrashedError:
+                if not job.unstarted or job.channel.stopped:
+                    raise
+                if self._redispatches >= 2:
+                    job.release()  # it held the slot for a second attempt
+                    raise
+            await self._redispatch(job)
 
     async def _redispatch(self, dead: _Job) -> None:
         """Run the prompt on another worker: the one it was sent to died before starting it."""
@@ -268,24 +207,9 @@ class ProcessStream:
         except BaseException:
             dead.release()
             raise
-        self._finalizer.detach()
-        self._owed = 0  # the new worker starts with a full set of credits
+        self._credited = 0  # the new worker starts with a full set of credits
         self._job = job
-        self._finalizer = weakref.finalize(self, job.stop)
-
-    async def _wait(self, waiter: asyncio.Future[None]) -> None:
-        job = self._job
-        phase: Phase = "later" if self._received_batches else "first"
-        limit = self._deadlines.nearest(
-            job.model_id, phase, started_at=self._started_at, worker_started_at=job.sent_at
-        )
-        try:
-            await wait_within(waiter, limit)
-        except BaseException:
-            with job.lock:
-                if job.waiter is waiter:
-                    job.waiter = job.waiter_loop = None
-            raise
+        self._channel = job.channel
 
 
 async def serve(request: StreamRequest) -> ProcessStream:
@@ -336,7 +260,7 @@ async def _dispatch(
         job = _Job(request, worker, release)
         idle_timeout = config.worker_idle_timeout
         worker.on_job_end = lambda w, after=idle_timeout: pool.checkin(w, after)
-        job.sent_at = time.monotonic()
+        job.channel.worker_started_at = time.monotonic()  # the first-chunk clock starts
         number = worker.begin(job, payload)
         if number is None:
             continue  # it died while idle: take another
