@@ -14,6 +14,7 @@ from . import (
     shapes,
     stall,
     threads,
+    wakeup,
 )
 
 ORDER: tuple[ModuleType, ...] = (
@@ -26,5 +27,6 @@ ORDER: tuple[ModuleType, ...] = (
     threads,
     shapes,
     real,
+    wakeup,
 )
 BY_NAME: dict[str, ModuleType] = {family.NAME: family for family in ORDER}

@@ -52,6 +52,27 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as file:
+            return file.read().strip()
+    except OSError:
+        return None
+
+
+def cpuidle() -> str | None:
+    """How idle CPUs wait (Linux): the cpuidle driver, and for ``haltpoll`` (a KVM guest) how
+    long an idle vCPU polls before it halts.  A halted vCPU's wake-up is the cost of every
+    blocking hand-over between threads (the ``wakeup`` family)."""
+    driver = _read("/sys/devices/system/cpu/cpuidle/current_driver")
+    if driver is None:
+        return None
+    poll_ns = _read("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
+    if driver == "haltpoll" and poll_ns is not None:
+        return f"{driver} (guest_halt_poll_ns={poll_ns})"
+    return driver
+
+
 def load_average() -> list[float] | None:
     """1, 5 and 15 minute load averages: how busy the machine was (others' work adds noise)."""
     return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
@@ -75,4 +96,5 @@ def describe() -> dict[str, Any]:
         "git_commit": _git("rev-parse", "--short", "HEAD"),
         "git_dirty": bool(status) if status is not None else None,
         "switch_interval_ms": sys.getswitchinterval() * 1000,
+        "cpuidle": cpuidle(),
     }

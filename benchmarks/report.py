@@ -70,6 +70,7 @@ def markdown(report: dict[str, Any]) -> str:
         _worker_line(workers.get("0.1"), "0.1 release (own venv)"),
         f"| machine | {meta['cpu']}, {meta['cpus']} CPUs, {meta['memory_gib']} GiB, "
         f"{meta['platform']} |",
+        f"| idle CPUs (cpuidle) | {meta.get('cpuidle') or 'not reported'} |",
         f"| load average (1, 5, 15 min) | at start {_loads(meta.get('load_average'))}; "
         f"at end {_loads(meta.get('load_average_end'))} |",
         f"| git | {meta['git_commit']}{' (uncommitted changes)' if meta['git_dirty'] else ''} |",

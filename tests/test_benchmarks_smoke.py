@@ -74,6 +74,21 @@ def test_shapes_report_the_models_own_time_outside_its_work(
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 @pytest.mark.xdist_group("tiny_run")  # one worker runs the module's tiny benchmark once
+def test_wakeup_reports_every_blocked_time_and_the_machines_idle_driver(
+    tiny_run: tuple[dict[str, Any], Path],
+) -> None:
+    """The figure that explains the hand-over costs on this machine, and the fact behind it."""
+    result, out = tiny_run
+    rows = result["families"]["wakeup"]["summary"]["rows"]
+    assert [row["blocked_us"] for row in rows] == list(families.BY_NAME["wakeup"].BLOCKED_US)
+    for row in rows:
+        assert 0 < row["p50_us"] <= row["p90_us"], row
+    assert "| idle CPUs (cpuidle) |" in (out / "results.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.xdist_group("tiny_run")  # one worker runs the module's tiny benchmark once
 def test_outputs_are_written(tiny_run: tuple[dict[str, Any], Path]) -> None:
     _, out = tiny_run
     data = json.loads((out / report.JSON_NAME).read_text())
