@@ -1,16 +1,17 @@
-"""What waking a blocked thread costs on this machine, by how long it was blocked.
+"""What waking a blocked thread, and handing over the GIL, cost on this machine.
 
 Every hand-over between a model's thread and the event loop (a chunk for a waiting consumer,
 the GIL given to a starved loop, a frame to a worker process's reader) wakes a thread that was
 blocked.  On bare metal that costs microseconds; in a virtual machine whose idle vCPUs halt
-(see the ``cpuidle`` facts recorded with the run) it can cost a hundred times more once the
-sleeper has been blocked long enough to halt.  This figure is the machine's, not the adapter's:
-it says how much of the thread path's loss on the 1 ms/token shapes a faster wake-up would
-give back, and lets a run on another machine be compared.
+(see the ``cpuidle`` facts recorded with the run) it can cost far more.  These figures are the
+machine's and the interpreter's, not the adapter's: they say how much of the thread path's
+loss on the 1 ms/token shapes a faster machine would give back, and let a run elsewhere be
+compared.
 """
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from typing import Any
@@ -19,8 +20,12 @@ from .spec import Config, Job, JobResult
 from .stats import fmt, median, percentile
 
 NAME = "wakeup"
-TITLE = "Thread wake-up on this machine"
-BLOCKED_US = (20, 100, 1000, 5000)  # how long the woken thread has been blocked
+TITLE = "Thread wake-up and GIL hand-over on this machine"
+BLOCKED_US = (20, 100, 1000, 5000)  # how long the woken thread has been blocked, at least
+HANDOVER_CASES = {
+    "sleep0_alone": "`sleep(0)`, no other thread wants the GIL",
+    "sleep0_other_waiting": "`sleep(0)`, another thread waits for the GIL",
+}
 ROUNDS = {"full": 400, "quick": 150, "tiny": 3}
 REPEATS = {"full": 3, "quick": 2, "tiny": 1}
 
@@ -31,9 +36,14 @@ def plan(cfg: Config) -> list[Job]:
 
 
 def measure(contender: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Wake-up latencies in µs (p50, p90) for each blocked time; no adapter is involved."""
+    """Wake-up latencies (µs) by blocked time, and the cost of a ``sleep(0)`` hand-over."""
     rounds = int(params["rounds"])
-    return {str(blocked): _wakeups(blocked / 1e6, rounds) for blocked in params["blocked_us"]}
+    result: dict[str, Any] = {
+        str(blocked): _wakeups(blocked / 1e6, rounds) for blocked in params["blocked_us"]
+    }
+    result["sleep0_alone"] = _gil_handover(rounds, wake_other=False)
+    result["sleep0_other_waiting"] = _gil_handover(rounds, wake_other=True)
+    return result
 
 
 def _wakeups(blocked_s: float, rounds: int) -> dict[str, float]:
@@ -63,19 +73,63 @@ def _wakeups(blocked_s: float, rounds: int) -> dict[str, float]:
     return {"p50": percentile(latencies, 50), "p90": percentile(latencies, 90)}
 
 
-def _pause(seconds: float) -> None:
-    """Spin, GIL released now and then, for short pauses (a sleep that short oversleeps by
-    more than the pause); sleep for long ones."""
-    if seconds >= 0.0005:
-        time.sleep(seconds)
-        return
+def _gil_handover(rounds: int, wake_other: bool) -> dict[str, float]:
+    """What ``time.sleep(0)`` costs a thread that holds the GIL, as the bridge's worker does
+    for a starved event loop.  With ``wake_other``, another thread was woken 0.5 ms before
+    (a byte on a socket, as ``call_soon_threadsafe`` wakes the loop) and waits for the GIL.
+    Returns the time spent in the call and the share of calls during which the other ran."""
+    writer, reader = socket.socketpair()
+    turns = [0]
+
+    def other() -> None:
+        while reader.recv(1) == b"x":  # the GIL is released while it blocks, as in epoll
+            turns[0] += 1  # needs the GIL
+
+    thread = threading.Thread(target=other, name="bench-gil-other", daemon=True)
+    thread.start()
+    lost: list[float] = []
+    handed = 0
+    try:
+        for _ in range(rounds):
+            if wake_other:
+                writer.send(b"x")
+            _spin(0.0005)  # the model's work, GIL held: the other thread now waits for it
+            before = turns[0]
+            started = time.perf_counter_ns()
+            time.sleep(0)
+            lost.append((time.perf_counter_ns() - started) / 1000)
+            handed += turns[0] != before
+            _spin(0.0005)
+    finally:
+        writer.send(b"q")
+        thread.join()
+        writer.close()
+        reader.close()
+    return {
+        "p50": percentile(lost, 50),
+        "p90": percentile(lost, 90),
+        "handed_over": handed / rounds,
+    }
+
+
+def _spin(seconds: float) -> None:
     until = time.perf_counter() + seconds
     while time.perf_counter() < until:
         pass
 
 
+def _pause(seconds: float) -> None:
+    """Spin for short pauses (a sleep that short oversleeps by more than the pause); sleep
+    for long ones."""
+    if seconds >= 0.0005:
+        time.sleep(seconds)
+    else:
+        _spin(seconds)
+
+
 def summarize(results: list[JobResult], cfg: Config) -> dict[str, Any]:
-    rows = []
+    rows: list[dict[str, Any]] = []
+    handovers: list[dict[str, Any]] = []
     for result in results:
         if result.skipped or not result.samples:
             continue
@@ -88,21 +142,45 @@ def summarize(results: list[JobResult], cfg: Config) -> dict[str, Any]:
                     "p90_us": median(r["p90"] for r in per_repeat),
                 }
             )
-    return {"rounds": cfg.pick(ROUNDS), "rows": rows}
+        for case in HANDOVER_CASES:
+            per_repeat = [s[case] for s in result.samples if case in s]
+            handovers.append(
+                {
+                    "case": case,
+                    "p50_us": median(r["p50"] for r in per_repeat),
+                    "p90_us": median(r["p90"] for r in per_repeat),
+                    "handed_over": median(r["handed_over"] for r in per_repeat),
+                }
+            )
+    return {"rounds": cfg.pick(ROUNDS), "rows": rows, "handovers": handovers}
 
 
 def markdown(summary: dict[str, Any]) -> list[str]:
     lines = [
-        f"One thread sets an event {summary['rounds']} times; the other has been blocked on "
-        "it for the time in the first column, and records when it runs Python again. "
-        "Medians over repeats of each round's p50 and p90. A thread blocked past the "
-        "guest's idle polling (the run's `cpuidle` facts) sleeps on a halted vCPU, and its "
-        "wake-up is what every blocking hand-over between a model's thread and the event loop "
-        "pays.",
+        f"Wake-up: one thread sets an event {summary['rounds']} times; the other has been "
+        "blocked on it at least the time in the first column, and records when it runs "
+        "Python again. A thread blocked past the guest's idle polling (the run's `cpuidle` "
+        "facts; `guest_halt_poll_ns=0` means never polling) sleeps on a halted vCPU. "
+        "Medians over repeats of each round's p50 and p90.",
         "",
         "| blocked for µs | wake-up p50 µs | p90 µs |",
         "|---:|---:|---:|",
     ]
     for row in summary["rows"]:
         lines.append(f"| {row['blocked_us']} | {fmt(row['p50_us'])} | {fmt(row['p90_us'])} |")
+    lines += [
+        "",
+        "GIL hand-over: a thread running pure Python calls `time.sleep(0)` once a millisecond, "
+        "as the bridge's worker does for a starved event loop; the time it spends in the "
+        'call is time away from the model\'s work. "Handed over": the share of calls '
+        "during which the other thread ran.",
+        "",
+        "| case | in sleep(0) p50 µs | p90 µs | handed over |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in summary.get("handovers", []):
+        lines.append(
+            f"| {HANDOVER_CASES[row['case']]} | {fmt(row['p50_us'])} | {fmt(row['p90_us'])} "
+            f"| {fmt(100 * row['handed_over'], 0)}% |"
+        )
     return lines

@@ -74,7 +74,7 @@ def test_shapes_report_the_models_own_time_outside_its_work(
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 @pytest.mark.xdist_group("tiny_run")  # one worker runs the module's tiny benchmark once
-def test_wakeup_reports_every_blocked_time_and_the_machines_idle_driver(
+def test_wakeup_reports_wakeups_gil_handovers_and_the_machines_idle_driver(
     tiny_run: tuple[dict[str, Any], Path],
 ) -> None:
     """The figure that explains the hand-over costs on this machine, and the fact behind it."""
@@ -83,6 +83,10 @@ def test_wakeup_reports_every_blocked_time_and_the_machines_idle_driver(
     assert [row["blocked_us"] for row in rows] == list(families.BY_NAME["wakeup"].BLOCKED_US)
     for row in rows:
         assert 0 < row["p50_us"] <= row["p90_us"], row
+    handovers = result["families"]["wakeup"]["summary"]["handovers"]
+    assert [row["case"] for row in handovers] == list(families.BY_NAME["wakeup"].HANDOVER_CASES)
+    for row in handovers:
+        assert 0 < row["p50_us"] <= row["p90_us"] and 0 <= row["handed_over"] <= 1, row
     assert "| idle CPUs (cpuidle) |" in (out / "results.md").read_text()
 
 
