@@ -169,6 +169,7 @@ class ProcessStream(ChannelStream):
         return self._job.worker.pid
 
     def stop(self) -> None:
+        """Stop the prompt; returns at once (the worker gets ``STOP``, see the contract)."""
         job = self._job
         job.channel.stop()
         if job.unstarted:
