@@ -60,7 +60,8 @@ class JobSink(Protocol):
 
     def on_op(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None: ...
 
-    def on_tool_call(self, tool_call: Any) -> None: ...
+    def on_tool_call(self, number: int, tool_call: Any) -> None:
+        """``number``: the prompt the call came from, which its reply must carry."""
 
     def on_end(self, outcome: dict[str, Any]) -> None: ...
 
@@ -290,7 +291,7 @@ class WorkerProcess:
                     name, args, kwargs = payload
                     sink.on_op(name, args, kwargs)
                 elif kind == protocol.TOOL_CALL:
-                    sink.on_tool_call(payload)
+                    sink.on_tool_call(number, payload)
                 elif kind == protocol.END:
                     if self.on_job_end is not None:
                         self.on_job_end(self)

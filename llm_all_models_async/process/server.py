@@ -82,8 +82,11 @@ class _Job:
         except Exception as error:  # the response was dropped: nobody wants the result
             logger.debug("model %r: response write %s not applied: %r", self.model_id, name, error)
 
-    def on_tool_call(self, tool_call: Any) -> None:
-        number, worker, view = self.number, self.worker, self.view
+    def on_tool_call(self, number: int, tool_call: Any) -> None:
+        # The reply carries the number of the frame that asked, not ``self.number``: a fast
+        # worker's call can arrive before _dispatch has recorded the number begin() returned,
+        # and a reply numbered 0 would be dropped, leaving the worker waiting for ever.
+        worker, view = self.worker, self.view
 
         def run() -> None:
             try:
