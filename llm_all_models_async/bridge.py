@@ -13,10 +13,10 @@ The thread path's producer side of a :class:`~.channel.Channel`; the channel's c
 * An exception raised by the iterator reaches the consumer unchanged (type, message,
   traceback) after the items produced before it.
 * When the consumer handle is garbage collected without a stop, the stream stops itself.
-* The worker yields the GIL to the loop only when the model starves it (see
-  :class:`_GilYielder`), so a model that releases the GIL while it computes never waits for
-  the loop.  This keeps the per-item cost near that of a native async generator and the
-  throughput of a 1 ms/token model near that of llm's sync path.
+* The worker hands the GIL to the loop only when the model starves it, and then only when
+  the loop has work due (see :mod:`.gil`), so a model that releases the GIL while it
+  computes never waits for the loop.  This keeps the per-item cost near that of a native
+  async generator and the throughput of a 1 ms/token model near that of llm's sync path.
 """
 
 from __future__ import annotations
@@ -24,11 +24,10 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from . import cancellation
+from . import cancellation, gil
 from .channel import STOPPED, Channel, ChannelStream
 from .deadlines import Deadlines, Limit, wait_within
 
@@ -45,50 +44,6 @@ __all__ = [
 logger = logging.getLogger("llm_all_models_async")
 
 
-class _GilYielder:
-    """Decides when the worker hands the GIL to the event loop, from what the loop managed.
-
-    A model computing in pure Python holds the GIL until the switch interval (5 ms by
-    default) forces it out, so the loop could neither take the item just handed over nor run
-    its timers: the worker yields (``sleep(0)``) right after each hand-over, at most once per
-    :data:`YIELD_GIL_EVERY`.  A model computing in native code that releases the GIL (torch,
-    llama.cpp, hashlib) lets the loop take each item while it computes the next; yielding
-    there would only make the worker wait while the loop processes the item, so it does not.
-
-    Which kind of model this is, is learnt: an item still untaken when the next one is ready
-    (with no yield in between) means the loop was starved.  Every :data:`REPROBE_EVERY`
-    yields one is skipped, so a model that changes phase (prefill, then decode) is re-learnt.
-    """
-
-    __slots__ = ("_holds_gil", "_yielded", "_yielded_at", "_yields")
-
-    def __init__(self) -> None:
-        self._holds_gil = False
-        self._yielded = False
-        self._yielded_at = time.monotonic()
-        self._yields = 0
-
-    def after_put(self, untaken: int) -> None:
-        if not self._yielded:
-            self._holds_gil = untaken > 0
-        self._yielded = False
-        if not self._holds_gil:
-            return
-        now = time.monotonic()
-        if now - self._yielded_at < YIELD_GIL_EVERY:
-            return
-        self._yields += 1
-        if self._yields % REPROBE_EVERY == 0:
-            return  # skip one: the next hand-over tells whether the loop still starves
-        time.sleep(0)
-        self._yielded = True
-        self._yielded_at = now
-
-
-YIELD_GIL_EVERY = 0.001
-REPROBE_EVERY = 256  # rare enough to stay out of the loop lag p99 (1 in 256 hand-overs)
-
-
 def _produce(
     channel: Channel,
     make_iterator: Callable[[], Iterable[Any]],
@@ -103,12 +58,17 @@ def _produce(
         if channel.stopped:  # stopped while this job waited for its thread
             return
         source = iter(make_iterator())
-        yielder = _GilYielder()
+        policy: gil.GilPolicy | None = None
         for item in source:
             untaken = channel.put(item)
             if untaken == STOPPED:
                 break
-            yielder.after_put(untaken)
+            if policy is None:
+                loop = channel.consumer_loop
+                if loop is None:  # the consumer has not asked for an item yet
+                    continue
+                policy = gil.policy_for(channel, loop)
+            policy.after_put(untaken)
     except BaseException as exc:
         error = exc
     finally:

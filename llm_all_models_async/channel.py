@@ -5,10 +5,12 @@ Both servers stream through a :class:`Channel`: the thread bridge's worker threa
 over with it, and the consumer reads them through a :class:`ChannelStream`.  So both keep one
 contract:
 
-* Items reach the consumer in the order they were handed over, as soon as they are.  The
-  consumer takes every buffered item in one go (one lock round-trip per batch); the producer
-  takes the lock only to claim a waiting consumer's waiter, and wakes the consumer's loop
-  after releasing it, so the woken loop never blocks on a lock the producer still holds.
+* Items reach the consumer in the order they were handed over, as soon as they are, or,
+  while the producer batches (:meth:`Channel.start_batching`, for a model that holds the
+  GIL), within :attr:`Channel.poll_every`.  The consumer takes every buffered item in one go
+  (one lock round-trip per batch); the producer takes the lock only to claim a waiting
+  consumer's waiter, and wakes the consumer's loop after releasing it, so the woken loop
+  never blocks on a lock the producer still holds.
 * At most ``capacity`` items are out of the producer and not yet consumed: items buffered plus
   the consumer's last batch, which counts until it comes back for more.  :meth:`Channel.put`
   waits for room before returning; :meth:`Channel.offer` never waits, for a producer that
@@ -81,6 +83,11 @@ class Channel:
         self.error: BaseException | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.waiter_loop: asyncio.AbstractEventLoop | None = None
+        # The loop the consumer last took from (the producer's GIL policy watches it).
+        self.consumer_loop: asyncio.AbstractEventLoop | None = None
+        # Not None: the producer is batching (see start_batching); a waiting consumer looks
+        # for items this often instead of being woken for each one.
+        self.poll_every: float | None = None
         self.closed = threading.Event()
         self.worker_started_at: float | None = None
         self.pulled_after_stop = 0
@@ -92,6 +99,7 @@ class Channel:
     def take(self, loop: asyncio.AbstractEventLoop) -> list[Any] | asyncio.Future[None]:
         """Every buffered item, or (none buffered) a future the worker resolves on its next
         hand-over.  Raises the stream's error, or ``StopAsyncIteration`` at the end."""
+        self.consumer_loop = loop
         with self.lock:
             items = self.items
             self.consumed += self.in_hand  # the previous batch is done with
@@ -176,8 +184,10 @@ class Channel:
         """
         untaken = self.offer(item)
         full = untaken != STOPPED and len(self.items) + self.in_hand >= self.capacity
-        if full and not self.wait_for_room():
-            return STOPPED
+        if full:
+            self.announce()  # batching: the consumer must not wait for its poll to make room
+            if not self.wait_for_room():
+                return STOPPED
         return untaken
 
     def offer(self, item: Any) -> int:
@@ -191,7 +201,7 @@ class Channel:
         items = self.items
         untaken = len(items)
         items.append(item)
-        if self.waiter is not None:
+        if self.waiter is not None and self.poll_every is None:
             with self.lock:
                 waker = self._claim_waiter_locked()
             self._wake(waker)
@@ -199,6 +209,37 @@ class Channel:
         if ahead > self.high_water:
             self.high_water = ahead
         return untaken
+
+    def deliver_buffered(self, waiter: asyncio.Future[None]) -> bool:
+        """On the consumer's loop: resolve ``waiter`` if items are buffered and it still
+        waits for them (a batching producer did not wake it)."""
+        with self.lock:
+            if self.waiter is not waiter or not self.items:
+                return False
+            self.waiter = self.waiter_loop = None
+        _resolve(waiter)
+        return True
+
+    def announce(self) -> None:
+        """Wake a waiting consumer now, whether or not the producer is batching."""
+        if self.waiter is not None:
+            with self.lock:
+                waker = self._claim_waiter_locked()
+            self._wake(waker)
+
+    def start_batching(self, every: float) -> None:
+        """Stop waking the consumer for each item; it looks for items every ``every`` s.
+
+        The consumer's current waiter, registered without that timer, is woken, so every
+        later wait has one.
+        """
+        self.poll_every = every
+        self.announce()
+
+    def stop_batching(self) -> None:
+        """Wake the consumer for each item again (and now, for what is buffered)."""
+        self.poll_every = None
+        self.announce()
 
     def wait_for_room(self) -> bool:
         """Block until the buffer has room; False when the stream was stopped meanwhile."""
@@ -265,6 +306,30 @@ def _resolve(future: asyncio.Future[None]) -> None:
 STOPPED = -1
 
 
+class _Poll:
+    """While a consumer waits on a batching producer, look for buffered items every
+    ``every`` seconds; the wait itself, and so its deadline, is left alone."""
+
+    __slots__ = ("_channel", "_every", "_handle", "_loop", "_waiter")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        channel: Channel,
+        waiter: asyncio.Future[None],
+        every: float,
+    ) -> None:
+        self._loop, self._channel, self._waiter, self._every = loop, channel, waiter, every
+        self._handle = loop.call_later(every, self._look)
+
+    def _look(self) -> None:
+        if not self._waiter.done() and not self._channel.deliver_buffered(self._waiter):
+            self._handle = self._loop.call_later(self._every, self._look)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
 class ChannelStream:
     """The consumer's handle on one channel (:class:`~.serving.Stream`): batches of items.
 
@@ -309,6 +374,8 @@ class ChannelStream:
             if isinstance(got, list):
                 self._received_batches += 1
                 return got
+            poll_every = channel.poll_every  # read after take(): see Channel.start_batching
+            poll = None if poll_every is None else _Poll(loop, channel, got, poll_every)
             try:
                 if self._unbounded:  # the common case: no limit to compute per wait
                     await got
@@ -318,6 +385,9 @@ class ChannelStream:
             except BaseException:
                 channel.forget(got)
                 raise
+            finally:
+                if poll is not None:
+                    poll.cancel()
 
     def _limit(self, phase: Phase) -> Limit | None:
         return self._deadlines.nearest(

@@ -95,6 +95,16 @@ class Plan:
     def pauses(self) -> list[Pause]:
         return [step for step in self.steps if isinstance(step, Pause)]
 
+    def chunks_before_pauses(self) -> list[int]:
+        """How many chunks the model yields before each of its pauses."""
+        counts, chunks = [], 0
+        for step in self.steps:
+            if isinstance(step, Pause):
+                counts.append(chunks)
+            else:
+                chunks += 1
+        return counts
+
     def expected(self) -> tuple[str, int]:
         """What the consumer must see: how it ends and after how many chunks."""
         received = 0
@@ -195,9 +205,11 @@ async def expire_timeouts(task: asyncio.Future[Any]) -> None:
 class PauseControl:
     """The pauses of one scenario: the model says it arrived, the consumer releases it."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, pauses: list[Pause]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, plan: Plan) -> None:
+        pauses = plan.pauses
         self.loop = loop
         self.actions = [pause.action for pause in pauses]
+        self.chunks_before = plan.chunks_before_pauses()
         self.reached = [asyncio.Event() for _ in pauses]
         self.releases = [threading.Event() for _ in pauses]
 
@@ -252,7 +264,10 @@ async def drive(
         while not task.done():
             waiting: set[asyncio.Future[Any]] = {task}
             arrival = None
-            if next_pause < len(control.reached):
+            # A pause counts once the consumer has every chunk yielded before it: a model
+            # that holds the GIL has its chunks batched, delivered while it stays blocked.
+            pausing = next_pause < len(control.reached)
+            if pausing and len(received) >= control.chunks_before[next_pause]:
                 arrival = asyncio.ensure_future(control.reached[next_pause].wait())
                 waiting.add(arrival)
             done, _ = await asyncio.wait(
@@ -361,7 +376,7 @@ def probe_steps(plan: Plan, control: PauseControl) -> tuple[list[Any], ModelErro
 
 async def twin_scenario(plan: Plan) -> None:
     baseline = {t.ident for t in worker_threads()}
-    control = PauseControl(asyncio.get_running_loop(), plan.pauses)
+    control = PauseControl(asyncio.get_running_loop(), plan)
     steps, model_error = probe_steps(plan, control)
     prompt, run = script(*steps)
 
@@ -478,7 +493,7 @@ class Item:
 async def bridge_scenario(plan: Plan, plain: bool) -> None:
     worker = "llm-async:bridge-property"
     baseline = {t.ident for t in worker_threads()}
-    control = PauseControl(asyncio.get_running_loop(), plan.pauses)
+    control = PauseControl(asyncio.get_running_loop(), plan)
     items = [Item(text) for text in plan.chunks]
     record = Record()
     error = ModelError("the iterator failed")

@@ -1,4 +1,4 @@
-"""Worker threads are reused while idle; the worker hands the GIL over only to a starved loop."""
+"""Worker threads are reused while idle, under their model's name, and never left behind."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import sys
 import threading
 from typing import Any
 
-import pytest
 from helpers import wait_until
 
-from llm_all_models_async import bridge, workers
+from llm_all_models_async import workers
 
 
 def _run_and_record(model_id: str) -> dict[str, Any]:
@@ -80,61 +79,3 @@ def test_no_idle_worker_is_left_at_interpreter_exit():
 def test_no_worker_runs_on_the_default_executor():
     seen = _run_and_record("not-executor")
     assert not seen["name"].startswith(("asyncio_", "ThreadPoolExecutor"))
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps = 0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds == 0
-        self.sleeps += 1
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
-    fake = _Clock()
-    monkeypatch.setattr(bridge.time, "monotonic", fake.monotonic)
-    monkeypatch.setattr(bridge.time, "sleep", fake.sleep)
-    return fake
-
-
-def test_a_model_that_starves_the_loop_hands_the_gil_over_once_per_interval(clock):
-    yielder = bridge._GilYielder()
-    for _ in range(10):  # 1.5 ms per token; the consumer never got to take the last item
-        clock.now += 0.0015
-        yielder.after_put(untaken=1)
-    assert clock.sleeps == 10
-    for _ in range(40):  # fast tokens: 40 in two intervals, one hand-over per interval
-        clock.now += bridge.YIELD_GIL_EVERY / 20
-        yielder.after_put(untaken=1)
-    assert 1 <= clock.sleeps - 10 <= 2
-
-
-def test_a_model_the_loop_keeps_up_with_never_waits_for_it(clock):
-    yielder = bridge._GilYielder()
-    for _ in range(100):  # the consumer took every item while the model computed
-        clock.now += 0.0015
-        yielder.after_put(untaken=0)
-    assert clock.sleeps == 0
-
-
-def test_a_model_that_starts_releasing_the_gil_is_relearnt(clock):
-    yielder = bridge._GilYielder()
-    for _ in range(bridge.REPROBE_EVERY * 2):  # starving: hand-overs, one skipped now and then
-        clock.now += 0.0015
-        yielder.after_put(untaken=1)
-    before = clock.sleeps
-    assert 0 < before < bridge.REPROBE_EVERY * 2
-    for _ in range(bridge.REPROBE_EVERY * 2):  # now the loop keeps up on its own
-        clock.now += 0.0015
-        yielder.after_put(untaken=0)
-    assert clock.sleeps - before <= bridge.REPROBE_EVERY + 1
-    for _ in range(100):
-        clock.now += 0.0015
-        yielder.after_put(untaken=0)
-    assert clock.sleeps - before <= bridge.REPROBE_EVERY + 1  # relearnt: no more hand-overs
