@@ -83,8 +83,10 @@ class Channel:
         self.error: BaseException | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.waiter_loop: asyncio.AbstractEventLoop | None = None
-        # The loop the consumer last took from (the producer's GIL policy watches it).
+        # The loop the consumer last took from, and the waiter the producer last woke (the
+        # producer's GIL policy watches the loop, but not for that wake-up: see gil.py).
         self.consumer_loop: asyncio.AbstractEventLoop | None = None
+        self.woken: asyncio.Future[None] | None = None
         # Not None: the producer is batching (see start_batching); a waiting consumer looks
         # for items this often instead of being woken for each one.
         self.poll_every: float | None = None
@@ -284,6 +286,7 @@ class Channel:
         if waker is None:
             return
         waiter, loop = waker
+        self.woken = waiter
         try:
             loop.call_soon_threadsafe(_resolve, waiter)
         except RuntimeError:  # the consumer's loop is closed: nobody is listening any more

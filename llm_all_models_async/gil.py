@@ -59,6 +59,10 @@ REPROBE_EVERY = 256  # rare enough to stay out of the loop lag p99 (1 in 256 han
 class Producer(Protocol):
     """What a policy needs from the channel it serves (see :class:`.channel.Channel`)."""
 
+    @property
+    def woken(self) -> asyncio.Future[None] | None:
+        """The consumer's waiter this producer last woke."""
+
     def start_batching(self, every: float) -> None: ...
 
     def stop_batching(self) -> None: ...
@@ -86,14 +90,29 @@ def can_watch(loop: asyncio.AbstractEventLoop) -> bool:
     )
 
 
-def loop_has_work_due(loop: asyncio.AbstractEventLoop) -> bool:
+def loop_has_work_due(
+    loop: asyncio.AbstractEventLoop, own_wake: asyncio.Future[None] | None = None
+) -> bool:
     """A callback ready or a timer due on ``loop``: it wants the GIL now.
+
+    A ready callback that only resolves ``own_wake`` (the stream's own consumer, woken for
+    its first chunks before batching began) does not count: a batching consumer is served by
+    its poll, and handing over for it would make every short reply wait for the loop.
 
     Called from the worker thread.  Lists and deques are read under the GIL; the loop thread
     may change them between two reads, which can only make the answer stale by one item.
     """
-    if loop._ready:  # type: ignore[attr-defined]
-        return True
+    ready = loop._ready  # type: ignore[attr-defined]
+    if ready:
+        if own_wake is None or len(ready) > 1:
+            return True
+        try:
+            handle = ready[0]
+        except IndexError:  # the loop ran it meanwhile
+            return False
+        args = handle._args
+        if not (args and args[0] is own_wake):
+            return True
     scheduled = loop._scheduled  # type: ignore[attr-defined]
     try:
         return bool(scheduled) and scheduled[0]._when <= loop.time()
@@ -153,7 +172,7 @@ class BatchingHandOver:
                 else:
                     producer.stop_batching()
         self._handed_over = False
-        if self._batching and loop_has_work_due(loop):
+        if self._batching and loop_has_work_due(loop, producer.woken):
             hand_over(loop)
             self._handed_over = True
 

@@ -26,6 +26,7 @@ class _Producer:
 
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
+        self.woken: asyncio.Future[None] | None = None
 
     def start_batching(self, every: float) -> None:
         self.calls.append(("start", every))
@@ -46,6 +47,11 @@ def hand_overs(monkeypatch: pytest.MonkeyPatch) -> list[asyncio.AbstractEventLoo
     seen: list[asyncio.AbstractEventLoop] = []
     monkeypatch.setattr(gil, "hand_over", seen.append)
     return seen
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    """How a producer wakes its consumer: a callback whose argument is the waiter."""
+    future.set_result(None)
 
 
 def _run_due_work(loop: asyncio.AbstractEventLoop) -> None:
@@ -82,6 +88,21 @@ def test_a_starving_model_batches_and_hands_over_only_when_the_loop_has_work_due
     idle_loop.call_soon(lambda: None)  # a ready callback is work due too
     policy.after_put(untaken=1)
     assert hand_overs == [idle_loop, idle_loop]
+
+
+def test_waking_its_own_consumer_is_no_reason_to_hand_over(idle_loop, hand_overs):
+    """A reply of a few fast chunks woke its consumer for the first; the consumer has not run
+    yet when the second is ready.  Waiting for the loop then would only delay the reply."""
+    producer = _Producer()
+    producer.woken = idle_loop.create_future()
+    idle_loop.call_soon(_resolve, producer.woken)  # the wake-up, not yet run
+    policy = gil.BatchingHandOver(producer, idle_loop)
+    policy.after_put(untaken=1)
+    assert producer.calls == [("start", gil.BATCH_EVERY)]
+    assert hand_overs == []
+    idle_loop.call_soon(lambda: None)  # anything else ready is work due
+    policy.after_put(untaken=2)
+    assert hand_overs == [idle_loop]
 
 
 def test_a_model_that_stops_starving_the_loop_is_no_longer_batched(idle_loop, hand_overs):
