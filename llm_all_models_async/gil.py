@@ -4,7 +4,7 @@ A model computing in pure Python holds the GIL between its chunks.  The loop the
 at all: not to take a chunk, not to fire a timer.  CPython only forces the GIL away from it
 after the switch interval (5 ms), and the loop needs the GIL again after every system call
 it makes, so its lag adds up one switch interval after another.  Handing the GIL over costs
-too: each hand-over wakes the other thread, which takes 40-130 µs on a VM (see
+too: each hand-over wakes the other thread, which takes 35-130 µs on a VM (see
 ``python -m benchmarks --only wakeup``), far more than handing over a chunk.
 
 So the worker learns, per stream, whether the loop keeps up with the model (a chunk handed
