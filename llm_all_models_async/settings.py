@@ -83,7 +83,7 @@ SPECS: dict[str, Spec] = {
         Spec(
             "buffer",
             _parse_positive_int,
-            256,
+            1024,
             True,
             "chunks out of the generator and not yet consumed, at most",
         ),

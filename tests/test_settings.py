@@ -15,7 +15,7 @@ from llm_all_models_async import SettingError, settings
 def test_defaults():
     effective = settings.resolve("probe")
     assert effective.model_concurrency == 1
-    assert effective.buffer == 256
+    assert effective.buffer == 1024
     assert effective.affinity == "any"
     assert effective.timeout is None
     assert effective.max_threads == 16
