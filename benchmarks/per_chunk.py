@@ -12,7 +12,7 @@ from .stats import DASH, TIMES, fmt, paired_ratio, spread
 NAME = "per_chunk"
 TITLE = "Per-chunk cost"
 HEADLINE = "us_per_chunk"
-BUFFERS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)  # the default is 256
+BUFFERS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)  # up to the default, LLM_ASYNC_BUFFER=1024
 CHUNKS = {"full": 20_000, "quick": 5_000, "tiny": 50}
 REPEATS = {"full": 9, "quick": 5, "tiny": 1}
 
