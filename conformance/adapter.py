@@ -86,6 +86,15 @@ def configured_concurrency(model_id: str) -> int | None:
     return None if found is None else int(found.model_concurrency)
 
 
+def kill_after(model_id: str) -> float | None:
+    """The adapter's effective ``LLM_ASYNC_KILL_AFTER`` for the model: seconds a stopped
+    worker process may stay inside the model before it is killed; None when it never is or
+    the adapter does not say."""
+    found = settings_of(model_id)
+    value = None if found is None else getattr(found, "kill_after", None)
+    return None if value is None else float(value)
+
+
 def timeout_error_problem(error: BaseException | None, setting: str, model_id: str) -> str | None:
     """Why ``error`` is not the adapter timeout ``setting`` should raise, or None if it is."""
     if error is None:

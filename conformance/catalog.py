@@ -206,7 +206,8 @@ _CATALOG: tuple[ClauseInfo, ...] = (
         "cancellation.at_yield",
         (
             "task.cancel() while the model is suspended at a yield (the worker waiting for buffer "
-            "room) closes the generator on its worker thread, never on the event loop's"
+            "room, or for credit in a worker process) closes the generator on its worker thread, "
+            "never on the event loop's"
         ),
         (
             "an adapter bug if the model closes cleanly elsewhere; otherwise do not catch "

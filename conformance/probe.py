@@ -13,7 +13,9 @@ reads the same :class:`~conformance.instrument.Record` objects in both modes.
   call opens one connection, receives the current :class:`~conformance.instrument.Plan`,
   reports its arguments, every chunk and how it ended, and blocks on the test's gates through
   the connection (a blocking ``recv``, like a model stuck in C).  Each chunk is acknowledged
-  before it is yielded, so a chunk the consumer holds is always in the record already.
+  before it is yielded, so a chunk the consumer holds is always in the record already, and
+  the worker says when the generator resumes: ``Record.at_yield`` means the same in both
+  modes, and the record of a killed worker says whether it died suspended at a ``yield``.
 * Thread names carry the worker's pid (``MainThread@pid 1234``), so "ran on the event loop's
   thread" can never match a worker thread by accident.
 
@@ -267,7 +269,10 @@ class RemoteInstrument(Instrument):
             if kind == "chunk":
                 record.chunks.append(Chunk(info["value"], info["thread"], info["at"]))
                 record.padded = info["padded"]
+                record.at_yield = True  # from the ack until the worker reports "resumed"
                 connection.send(True)  # recorded before the chunk leaves the worker's execute()
+            elif kind == "resumed":
+                record.at_yield = False
             elif kind == "hold":
                 assert plan.hold_first is not None
                 released = plan.hold_first.wait(plan.wait_bound)
@@ -285,6 +290,7 @@ class RemoteInstrument(Instrument):
             elif kind == "after_gate":
                 record.cancelled_after_gate = info
             elif kind == "end":
+                record.at_yield = False
                 record.ended_by = record.ended_by or info["ended_by"]
                 record.end_thread = info["thread"]
                 record.cancelled_at_end = info["cancelled"]
@@ -520,6 +526,7 @@ def _run_remote(
             )
             connection.recv()
             yield value
+            connection.send(("resumed", None))  # no longer suspended at the yield
             if plan["meddle"] and count == 1:
                 connection.send(("meddled", _meddle(undo)))
             if plan["gate_after"] is not None and count == plan["gate_after"]:

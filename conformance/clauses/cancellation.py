@@ -184,12 +184,6 @@ class CancellationClauses:
         waiting for buffer room, nobody inside ``next()``.  An adapter that closes the
         generator itself when it is not running would close it on the event loop's thread."""
         ctx = llm_conformance
-        if ctx.bench.isolation == "process":
-            pytest.skip(
-                "the thread bridge's state (a worker thread waiting for buffer room with the "
-                "generator suspended at a yield) has no counterpart the suite can observe in a "
-                "worker process; run with --llm-isolation thread to check it"
-            )
         for name in ("LLM_ASYNC_STALL_TIMEOUT", "LLM_ASYNC_IDLE_TIMEOUT", "LLM_ASYNC_TIMEOUT"):
             ctx.monkeypatch.delenv(name, raising=False)
         ctx.monkeypatch.setenv("LLM_ASYNC_BUFFER", "1")

@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import adapter
 from ..context import Context
-from ..instrument import Plan
+from ..instrument import Plan, Record
 from ..marks import clause
 from ..waiting import MODEL_BOUND, async_wait_until, wait_until
 
@@ -68,13 +68,49 @@ async def _expect_error(response: Any, *, after_first_chunk: bool = False) -> Ba
     return None
 
 
+def _end_bound(ctx: Context) -> float:
+    """How long a stopped execute() may take to end.
+
+    In a worker process a model still inside its own work when the stop comes (a plugin that
+    loads its weights before the first chunk, as llm-gpt4all does) may keep it for
+    ``LLM_ASYNC_KILL_AFTER`` seconds before the adapter kills the worker, as its contract says.
+    """
+    if ctx.bench.isolation != "process":
+        return BOUND
+    return BOUND + (adapter.kill_after(ctx.model_id) or 0.0)
+
+
+def _killed(ctx: Context, setting: str, records: list[Record]) -> None:
+    """Judge the records whose worker process died before the generator ended.
+
+    A kill of a worker whose model is inside its own work is the contract keeping its word.
+    A kill of one whose generator was suspended at a ``yield`` is not: the stop could have
+    closed it there at once, so the worker ignored the stop.
+    """
+    lost = [r for r in records if r.ended_by == "lost"]
+    at_yield = [r for r in lost if r.at_yield]
+    assert not at_yield, (
+        f"{setting} fired and the stream was stopped, but worker pid(s) "
+        f"{', '.join(str(r.pid) for r in at_yield)} never closed the generator although it was "
+        "suspended at a yield, where a stop closes it at once: the worker ended without "
+        "closing it (killed after LLM_ASYNC_KILL_AFTER, or died)"
+    )
+    for record in lost:
+        ctx.note(
+            f"worker pid {record.pid} ended while the model was inside its own work, "
+            f"{len(record.chunks)} chunk(s) in, after the stop (LLM_ASYNC_KILL_AFTER="
+            f"{adapter.kill_after(ctx.model_id)})"
+        )
+
+
 def _verdict(
     ctx: Context, setting: str, error: BaseException | None, plan: Plan, threads_before: set[int]
 ) -> None:
     plan.release()
     records = list(ctx.instrument.records)
+    bound = _end_bound(ctx)
     for record in records:
-        record.done.wait(BOUND)
+        record.done.wait(bound)
     left = []
     if not wait_until(lambda: not _new_workers(ctx, threads_before), BOUND):
         left = _new_workers(ctx, threads_before)
@@ -86,7 +122,10 @@ def _verdict(
     assert problem is None, f"{setting}: {problem}"
     assert not left, f"{setting} fired but left worker thread(s) running: {left}"
     still = [r for r in records if not r.done.is_set()]
-    assert not still, f"{setting} fired but the sync generator kept running"
+    assert not still, (
+        f"{setting} fired but the sync generator kept running {bound:g}s after the stop"
+    )
+    _killed(ctx, setting, records)
     ctx.note(f"{type(error).__name__}: {error}")
 
 

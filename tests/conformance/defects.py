@@ -1,7 +1,8 @@
 """Deliberate adapter defects, patched into the real adapter inside a pytester run.
 
-Each breaks exactly one promise of the bridge that every clause used to let through; the
-suite must fail the clause that names it.  ``apply(name)`` is called from the run's conftest.
+Each breaks exactly one promise of the adapter that every clause used to let through; the
+suite must fail the clause that names it.  ``apply(name)`` is called from the run's conftest;
+``apply_in_workers(name)`` patches the adapter's worker processes instead (process isolation).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import os
+import sys
 import types
 from collections.abc import Callable
 from typing import Any
@@ -94,6 +97,14 @@ def drop_resolved_model() -> None:
     views.SyncResponseView.set_resolved_model = lambda self, model_id: None
 
 
+def worker_ignores_stop() -> None:
+    """Process isolation: the worker drops every STOP, so a stopped stream's generator stays
+    suspended at its yield, waiting for credit, until LLM_ASYNC_KILL_AFTER kills the worker."""
+    from llm_all_models_async.process import worker
+
+    worker.Job.stop = lambda self: None
+
+
 DEFECTS: dict[str, Callable[[], None]] = {
     "close_on_loop_thread": close_on_loop_thread,
     "no_contextvars": no_contextvars,
@@ -101,8 +112,28 @@ DEFECTS: dict[str, Callable[[], None]] = {
     "ignore_buffer": ignore_buffer,
     "leak_slot_on_error": leak_slot_on_error,
     "drop_resolved_model": drop_resolved_model,
+    "worker_ignores_stop": worker_ignores_stop,
 }
+
+WORKER_DEFECT_ENV = "CONFORMANCE_TEST_WORKER_DEFECT"
 
 
 def apply(name: str) -> None:
     DEFECTS[name]()
+
+
+def apply_in_workers(name: str) -> None:
+    """Have every worker process the adapter starts apply ``name``.
+
+    The worker imports each plugin the parent registered, so registering this module makes
+    it run there, where it finds the defect's name in the environment the worker inherits.
+    """
+    import llm
+
+    os.environ[WORKER_DEFECT_ENV] = name
+    if not llm.plugins.pm.is_registered(sys.modules[__name__]):
+        llm.plugins.pm.register(sys.modules[__name__], name="conformance-defects")
+
+
+if os.environ.get(WORKER_DEFECT_ENV):  # imported as a plugin by a worker process
+    apply(os.environ[WORKER_DEFECT_ENV])

@@ -21,7 +21,8 @@ breaks exactly one contract the suite checks, the way real plugins do:
 
 And well-behaved ones for the verdicts: ``conformance-sampling`` (temperature > 0, random
 words), ``conformance-fresh-id`` (deterministic text, a fresh id in its response JSON),
-``conformance-required-option`` (an Options field without default).
+``conformance-required-option`` (an Options field without default), ``conformance-slow-load``
+(a load before the first chunk longer than the suite's bounds, for process isolation).
 """
 
 from __future__ import annotations
@@ -312,6 +313,21 @@ class FreshId(llm.Model):
         yield from words(prompt)
 
 
+class SlowLoad(llm.Model):
+    """Loads its weights inside every execute(), before its first chunk, for longer than the
+    timeouts clauses' 5 s bound (as llm-gpt4all does): a stop that comes then finds it inside
+    its own work.  For process isolation with an LLM_ASYNC_KILL_AFTER shorter than the load;
+    the suite's preflight (one sync prompt) waits the whole load."""
+
+    model_id = "conformance-slow-load"
+    can_stream = True
+    LOAD_SECONDS = 10.0
+
+    def execute(self, prompt: Any, stream: bool, response: Any, conversation: Any) -> Iterator[str]:
+        threading.Event().wait(self.LOAD_SECONDS)  # the load nothing can interrupt
+        yield from words(prompt)
+
+
 class RequiredOptions(llm.Options):
     voice: str
 
@@ -344,3 +360,4 @@ def register_models(register: Any) -> None:
     register(Sampling())
     register(FreshId())
     register(RequiredOption())
+    register(SlowLoad())

@@ -60,7 +60,6 @@ THREAD_ONLY_SKIPS = {
 # Thread-bridge promises with no counterpart in a worker process.
 PROCESS_ONLY_SKIPS = {
     "worker.contextvars": "context variables do not reach",
-    "cancellation.at_yield": "no counterpart the suite can observe in a worker process",
 }
 EXPECTED_SKIPS: dict[str, dict[str, str]] = {
     "conformance-good": {

@@ -100,3 +100,53 @@ def test_a_failed_isolation_clause_carries_its_fix_hint() -> None:
     assert result.reason.startswith("worker 12 was still running")
     assert result.reason.endswith(f"(fix: {FIX_HINTS['isolation.no_orphans']})")
     assert set(FIX_HINTS) == ISOLATION_CLAUSES
+
+
+SLOW_LOAD_SUITE = """
+from conformance import SyncModelConformance
+
+
+class TestSlowLoad(SyncModelConformance):
+    model_id = "conformance-slow-load"
+    env = {"LLM_ASYNC_KILL_AFTER": "6"}  # past the clause's 5 s bound, short of the load
+"""
+
+
+def test_timeouts_accept_the_kill_of_a_model_still_inside_its_own_work(run_suite: Any) -> None:
+    """llm-gpt4all loads its weights before its first chunk, for longer than the clause's
+    bound: after the stop the adapter may leave it LLM_ASYNC_KILL_AFTER seconds before it
+    kills the worker, and that kill is the contract kept, not a generator left running."""
+    run = run_suite(SLOW_LOAD_SUITE, "--llm-isolation", "process", "-k", "timeouts_first_chunk")
+    model = "conformance-slow-load"
+    assert run.with_outcome(model, "passed") == {"timeouts.first_chunk"}, run.explain(model)
+    reason = run.reason(model, "timeouts.first_chunk")
+    assert "ended while the model was inside its own work, 0 chunk(s) in" in reason, reason
+    assert "LLM_ASYNC_KILL_AFTER=6.0" in reason, reason
+
+
+def test_a_worker_killed_at_a_yield_it_should_have_closed_fails(run_suite: Any) -> None:
+    """The kill is no excuse when the generator waited at a yield: a worker that drops the
+    STOP leaves it there (LLM_ASYNC_BUFFER=1: no credit left) until the kill.  Both the
+    timeout clause and the stop at a yield see it."""
+    suite = SUITE.replace(
+        'env = {sample_models.KEY_ENV_VAR: "sk-good"}',
+        'env = {sample_models.KEY_ENV_VAR: "sk-good", "LLM_ASYNC_BUFFER": "1", '
+        '"LLM_ASYNC_KILL_AFTER": "1"}',
+    )
+    conftest = "import defects\ndefects.apply_in_workers('worker_ignores_stop')\n"
+    selection = "timeouts_first_chunk or cancellation_at_yield"
+    run = run_suite(suite, "--llm-isolation", "process", "-k", selection, conftest=conftest)
+    model = "conformance-good"
+    caught = {"timeouts.first_chunk", "cancellation.at_yield"}
+    assert run.with_outcome(model, "failed") == caught, run.explain(model)
+    reason = run.reason(model, "timeouts.first_chunk")
+    assert "never closed the generator although it was suspended at a yield" in reason, reason
+    reason = run.reason(model, "cancellation.at_yield")
+    assert "the sync generator was never closed: it ended by lost" in reason, reason
+
+
+def test_at_yield_runs_in_process_mode_and_closes_in_the_worker(run_suite: Any) -> None:
+    run = run_suite(SUITE, "--llm-isolation", "process", "-k", "cancellation_at_yield")
+    model = "conformance-good"
+    assert run.with_outcome(model, "passed") == {"cancellation.at_yield"}, run.explain(model)
+    assert "generator closed on MainThread@pid" in run.reason(model, "cancellation.at_yield")
