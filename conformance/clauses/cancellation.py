@@ -289,7 +289,7 @@ class CancellationClauses:
         async def stopper(twin: Any, plan: Plan) -> tuple[Stop, Record]:
             response = twin.prompt(ctx.samples.prompt, **ctx.prompt_kwargs())
             events = response.astream_events()
-            await asyncio.wait_for(events.__anext__(), BOUND)
+            await asyncio.wait_for(events.__anext__(), MODEL_BOUND)  # the model's first chunk
             record = ctx.records(1)[0]
             await wait_event(record.gate_reached, BOUND)
             record.mark_stop()

@@ -237,7 +237,10 @@ class TimeoutClauses:
         async def main() -> BaseException | None:
             response = twin.prompt(ctx.samples.prompt, **ctx.prompt_kwargs())
             iterator = response.__aiter__()
-            await asyncio.wait_for(iterator.__anext__(), BOUND)
+            try:  # the model's own time to its first chunk; the stall is judged after it
+                await asyncio.wait_for(iterator.__anext__(), MODEL_BOUND)
+            except asyncio.TimeoutError:
+                return NoTimeout(f"the model produced no first chunk within {MODEL_BOUND:g}s")
             record = ctx.records(1)[0]
             # Stop reading: the worker fills the buffer, then must give up and close.
             if not await async_wait_until(record.done.is_set, BOUND):
