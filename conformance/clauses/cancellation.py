@@ -157,7 +157,7 @@ class CancellationClauses:
             task = asyncio.create_task(consume())
             await asyncio.wait(
                 {task, asyncio.ensure_future(started.wait())},
-                timeout=BOUND * 2,
+                timeout=MODEL_BOUND + BOUND,  # _first_chunk gives the model MODEL_BOUND
                 return_when=asyncio.FIRST_COMPLETED,
             )
             if not started.is_set():
@@ -367,7 +367,7 @@ class CancellationClauses:
             task = asyncio.get_running_loop().create_task(consume())
             await asyncio.wait(
                 {task, asyncio.ensure_future(started.wait())},
-                timeout=BOUND * 2,
+                timeout=MODEL_BOUND + BOUND,  # _first_chunk gives the model MODEL_BOUND
                 return_when=asyncio.FIRST_COMPLETED,
             )
             if not started.is_set():

@@ -15,7 +15,7 @@ from ..instrument import Plan
 from ..marks import clause
 from ..resources import describe_fd, fd_identity, stdio_kept
 from ..subject import RunResult, differences, short
-from ..waiting import async_wait_until
+from ..waiting import MODEL_BOUND, POLL, async_wait_until
 from .streaming import text_of
 
 BOUND = 15.0
@@ -55,14 +55,15 @@ async def _overlapped(
     tasks = [asyncio.ensure_future(ctx.async_run(model=twin)) for _ in range(count)]
     observed: T | None = None
     try:
-        reached = await async_wait_until(lambda: _held(ctx) >= min(count, limit), BOUND)
+        reached = await _wait_held(ctx, min(count, limit))
         # Bounded wait for a violation: one more execute than allowed starting.
         await async_wait_until(lambda: ctx.instrument.active > limit, VIOLATION_WINDOW)
         if observe is not None:
             observed = observe()
     finally:
         plan.gate.set()
-    done, pending = await asyncio.wait(tasks, timeout=BOUND * 2)
+    # The rest is the model's own work: whole replies, one after another at model_concurrency.
+    done, pending = await asyncio.wait(tasks, timeout=MODEL_BOUND)
     for task in pending:
         task.cancel()
     results = [
@@ -72,6 +73,34 @@ async def _overlapped(
         for t in tasks
     ]
     return results, ctx.instrument.max_active, reached, observed
+
+
+async def _wait_held(ctx: Context, target: int) -> bool:
+    """Wait until ``target`` executes are paused after their first chunk.
+
+    An execute that has started may take the model's own time to its first chunk (up to
+    MODEL_BOUND: weights loaded per execute); once every started execute is held, the adapter
+    gets BOUND to start another, so one that admits too few is seen in seconds.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + MODEL_BOUND
+    progress = (-1, -1)
+    progressed = loop.time()
+    while True:
+        held, started = _held(ctx), len(ctx.instrument.records)
+        now = loop.time()
+        if held >= target:
+            return True
+        if (held, started) != progress:
+            progress, progressed = (held, started), now
+        waiting_for_model = started - _finished(ctx) > held
+        if now >= deadline or (not waiting_for_model and now - progressed >= BOUND):
+            return False
+        await asyncio.sleep(POLL)
+
+
+def _finished(ctx: Context) -> int:
+    return sum(1 for r in list(ctx.instrument.records) if r.done.is_set())
 
 
 def _held(ctx: Context) -> int:

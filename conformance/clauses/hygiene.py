@@ -13,7 +13,7 @@ from ..context import Context
 from ..instrument import Plan
 from ..marks import clause
 from ..resources import Snapshot
-from ..waiting import wait_until
+from ..waiting import MODEL_BOUND, wait_until
 
 BOUND = 10.0
 
@@ -53,7 +53,7 @@ def _run_batch(ctx: Context) -> Batch:
 
         task = asyncio.create_task(consume())
         try:
-            await asyncio.wait_for(first.wait(), BOUND)
+            await asyncio.wait_for(first.wait(), MODEL_BOUND)  # the model's first chunk
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
