@@ -12,6 +12,8 @@ compared.
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -26,6 +28,23 @@ HANDOVER_CASES = {
     "sleep0_alone": "`sleep(0)`, no other thread wants the GIL",
     "sleep0_other_waiting": "`sleep(0)`, another thread waits for the GIL",
 }
+SEND_CASES = {
+    "send_peer_blocked": "the peer process is blocked in `recv()` (asleep)",
+    "send_peer_polling": "the peer process polls with non-blocking `recv()` (awake)",
+}
+SEND_WORK = 0.001  # the sender's own work between two frames, as a model's per token
+# A process reading frames until EOF; polling or blocking (argv: fd, "poll" | "block").
+_PEER = """
+import socket, sys
+peer = socket.socket(fileno=int(sys.argv[1]))
+peer.setblocking(sys.argv[2] != "poll")
+while True:
+    try:
+        if not peer.recv(65536):
+            break
+    except BlockingIOError:
+        pass
+"""
 ROUNDS = {"full": 400, "quick": 150, "tiny": 3}
 REPEATS = {"full": 3, "quick": 2, "tiny": 1}
 
@@ -43,7 +62,39 @@ def measure(contender: str, params: dict[str, Any]) -> dict[str, Any]:
     }
     result["sleep0_alone"] = _gil_handover(rounds, wake_other=False)
     result["sleep0_other_waiting"] = _gil_handover(rounds, wake_other=True)
+    result["send_peer_blocked"] = _send_cost(rounds, peer_polls=False)
+    result["send_peer_polling"] = _send_cost(rounds, peer_polls=True)
     return result
+
+
+def _send_cost(rounds: int, peer_polls: bool) -> dict[str, float]:
+    """What sending one 40-byte frame to another process costs the *sender*, after
+    :data:`SEND_WORK` of its own work: a process worker's chunk to the parent, and the same
+    wake a thread's ``call_soon_threadsafe`` gives a sleeping event loop.  Waking a peer that
+    sleeps is paid inside the sender's system call, so it is time away from the model."""
+    sender, receiver = socket.socketpair()
+    peer = subprocess.Popen(
+        [sys.executable, "-c", _PEER, str(receiver.fileno()), "poll" if peer_polls else "block"],
+        pass_fds=[receiver.fileno()],
+    )
+    receiver.close()
+    frame = b"x" * 40
+    costs: list[float] = []
+    try:
+        sender.send(frame)  # the peer is up once it has read this (the socket buffers it)
+        for _ in range(rounds):
+            _spin(SEND_WORK)
+            started = time.perf_counter_ns()
+            sender.send(frame)
+            costs.append((time.perf_counter_ns() - started) / 1000)
+    finally:
+        sender.close()
+        peer.wait(timeout=30)
+    return {
+        "mean": sum(costs) / len(costs),
+        "p50": percentile(costs, 50),
+        "p90": percentile(costs, 90),
+    }
 
 
 def _wakeups(blocked_s: float, rounds: int) -> dict[str, float]:
@@ -130,6 +181,7 @@ def _pause(seconds: float) -> None:
 def summarize(results: list[JobResult], cfg: Config) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     handovers: list[dict[str, Any]] = []
+    sends: list[dict[str, Any]] = []
     for result in results:
         if result.skipped or not result.samples:
             continue
@@ -152,7 +204,23 @@ def summarize(results: list[JobResult], cfg: Config) -> dict[str, Any]:
                     "handed_over": median(r["handed_over"] for r in per_repeat),
                 }
             )
-    return {"rounds": cfg.pick(ROUNDS), "rows": rows, "handovers": handovers}
+        for case in SEND_CASES:
+            per_repeat = [s[case] for s in result.samples if case in s]
+            if per_repeat:
+                sends.append(
+                    {
+                        "case": case,
+                        "mean_us": median(r["mean"] for r in per_repeat),
+                        "p50_us": median(r["p50"] for r in per_repeat),
+                        "p90_us": median(r["p90"] for r in per_repeat),
+                    }
+                )
+    return {
+        "rounds": cfg.pick(ROUNDS),
+        "rows": rows,
+        "handovers": handovers,
+        "sends": sends,
+    }
 
 
 def markdown(summary: dict[str, Any]) -> list[str]:
@@ -183,4 +251,20 @@ def markdown(summary: dict[str, Any]) -> list[str]:
             f"| {HANDOVER_CASES[row['case']]} | {fmt(row['p50_us'])} | {fmt(row['p90_us'])} "
             f"| {fmt(100 * row['handed_over'], 0)}% |"
         )
+    if summary.get("sends"):
+        lines += [
+            "",
+            "Waking costs the waker: a process sends a 40-byte frame to another after each "
+            f"{SEND_WORK * 1000:g} ms of its own work (a process worker's chunk; a thread's "
+            "`call_soon_threadsafe` wakes a sleeping loop the same way). The time inside "
+            "`send()` is the sender's, away from the model.",
+            "",
+            "| peer | in send() mean µs | p50 µs | p90 µs |",
+            "|---|---:|---:|---:|",
+        ]
+        for row in summary["sends"]:
+            lines.append(
+                f"| {SEND_CASES[row['case']]} | {fmt(row['mean_us'])} | {fmt(row['p50_us'])} "
+                f"| {fmt(row['p90_us'])} |"
+            )
     return lines
