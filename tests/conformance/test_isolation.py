@@ -108,7 +108,7 @@ from conformance import SyncModelConformance
 
 class TestSlowLoad(SyncModelConformance):
     model_id = "conformance-slow-load"
-    env = {"LLM_ASYNC_KILL_AFTER": "6"}  # past the clause's 5 s bound, short of the load
+    env = {env!r}
 """
 
 
@@ -116,7 +116,9 @@ def test_timeouts_accept_the_kill_of_a_model_still_inside_its_own_work(run_suite
     """llm-gpt4all loads its weights before its first chunk, for longer than the clause's
     bound: after the stop the adapter may leave it LLM_ASYNC_KILL_AFTER seconds before it
     kills the worker, and that kill is the contract kept, not a generator left running."""
-    run = run_suite(SLOW_LOAD_SUITE, "--llm-isolation", "process", "-k", "timeouts_first_chunk")
+    # LLM_ASYNC_KILL_AFTER past the clause's 5 s bound, short of the model's 10 s load
+    suite = SLOW_LOAD_SUITE.format(env={"LLM_ASYNC_KILL_AFTER": "6"})
+    run = run_suite(suite, "--llm-isolation", "process", "-k", "timeouts_first_chunk")
     model = "conformance-slow-load"
     assert run.with_outcome(model, "passed") == {"timeouts.first_chunk"}, run.explain(model)
     reason = run.reason(model, "timeouts.first_chunk")
@@ -157,10 +159,8 @@ def test_a_model_slow_to_its_first_chunk_is_judged_from_that_chunk(run_suite: An
     (llm-gpt4all, 3 December): the clauses that judge delivery, a stall, overlapping prompts
     or what a cancel leaves behind give the model its own time to a first chunk and to whole
     replies, and judge the adapter from there."""
-    suite = SLOW_LOAD_SUITE.replace(
-        'env = {"LLM_ASYNC_KILL_AFTER": "6"}  # past the clause\'s 5 s bound, short of the load',
-        'env = {"CONFORMANCE_SLOW_LOAD_SECONDS": "11"}  # past the 10 s and 5 s bounds',
-    )
+    # a load past the clauses' 10 s and 5 s bounds on the adapter
+    suite = SLOW_LOAD_SUITE.format(env={"CONFORMANCE_SLOW_LOAD_SECONDS": "11"})
     selection = "streaming_incremental or timeouts_stall or concurrency_limit or hygiene_threads"
     run = run_suite(suite, "-k", selection)
     model = "conformance-slow-load"
