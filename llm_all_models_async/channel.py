@@ -6,8 +6,8 @@ over with it, and the consumer reads them through a :class:`ChannelStream`.  So 
 contract:
 
 * Items reach the consumer in the order they were handed over, as soon as they are, or,
-  while the producer batches (:meth:`Channel.start_batching`, for a model that holds the
-  GIL), within :attr:`Channel.poll_every`.  The consumer takes every buffered item in one go
+  while the producer batches (:meth:`Channel.start_batching`, for items that come close
+  together), within :attr:`Channel.poll_every`.  The consumer takes every buffered item in one go
   (one lock round-trip per batch); the producer takes the lock only to claim a waiting
   consumer's waiter, and wakes the consumer's loop after releasing it, so the woken loop
   never blocks on a lock the producer still holds.

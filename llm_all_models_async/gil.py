@@ -3,27 +3,28 @@
 A model computing in pure Python holds the GIL between its chunks.  The loop then cannot run
 at all: not to take a chunk, not to fire a timer.  CPython only forces the GIL away from it
 after the switch interval (5 ms), and the loop needs the GIL again after every system call
-it makes, so its lag adds up one switch interval after another.  Handing the GIL over costs
-too: each hand-over wakes the other thread, which takes 35-130 µs on a VM (see
-``python -m benchmarks --only wakeup``), far more than handing over a chunk.
+it makes, so its lag adds up one switch interval after another.  Waking the other thread
+costs too: 35-130 µs on a VM (see ``python -m benchmarks --only wakeup``), paid partly by
+the thread that wakes it, far more than handing over a chunk.  So the worker keeps wake-ups
+few, on two rules:
 
-So the worker learns, per stream, whether the loop keeps up with the model (a chunk handed
-over is taken before the next one is ready) and, while it does not, it *batches*:
+* **Batching, by time.**  While chunks come less than :data:`BATCH_EVERY` apart, the worker
+  does not wake the consumer for each one; the consumer looks for chunks itself every
+  :data:`BATCH_EVERY` (a timer on its loop, :attr:`.channel.Channel.poll_every`).  A chunk
+  therefore reaches the consumer at most that late, however the model uses the GIL; the
+  first chunk, and the first after a pause, is handed over at once.
+* **Hand-overs, only to a starved loop.**  After each chunk the worker looks at the loop.
+  A timer overdue by more than :data:`STARVED_AFTER`, or a callback still ready one chunk
+  later, means the loop cannot get the GIL.  From then on, for :data:`STARVED_HOLD`, the
+  worker hands the GIL over whenever the loop has work due (:func:`loop_has_work_due`),
+  and waits (:func:`hand_over`) until the loop has nothing left to do, at most
+  :data:`HAND_OVER_WAIT`, so one hand-over serves the loop completely instead of losing
+  the GIL back at its next system call.  A model that releases the GIL (native work) never
+  waits for the loop: its loop runs timers on time.
 
-* It stops waking the consumer for every chunk; the consumer looks for chunks itself every
-  :data:`BATCH_EVERY` (a timer on its loop, :attr:`.channel.Channel.poll_every`).  A model
-  that stops holding the GIL, say blocked in a C call or on a socket, therefore delivers
-  what it produced within that time.
-* After each chunk it looks at the loop (:func:`loop_has_work_due`): a timer that is due or
-  a callback that is ready, which includes the consumer's poll.  Only then does it hand the
-  GIL over, and it waits (:func:`hand_over`) until the loop has nothing left to do, at most
-  :data:`HAND_OVER_WAIT`, so one hand-over serves the loop completely instead of losing the
-  GIL back at its next system call.
-
-A chunk taken before the next one is ready switches batching off again.  What the loop holds
-is read from the private attributes of asyncio's own loops (``_ready``, ``_scheduled``),
-read-only and under the GIL; other loops (uvloop) get :class:`SleepYielder` instead, which
-yields with ``time.sleep(0)`` once a millisecond while the loop is starved.
+What the loop holds is read from the private attributes of asyncio's own loops (``_ready``,
+``_scheduled``), read-only and under the GIL; other loops (uvloop) get :class:`SleepYielder`
+instead, which yields with ``time.sleep(0)`` once a millisecond while the loop is starved.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from typing import Protocol
 __all__ = [
     "BATCH_EVERY",
     "HAND_OVER_WAIT",
+    "STARVED_AFTER",
+    "STARVED_HOLD",
     "BatchingHandOver",
     "GilPolicy",
     "SleepYielder",
@@ -45,12 +48,26 @@ __all__ = [
     "policy_for",
 ]
 
-BATCH_EVERY = 0.01
-"""While batching, the consumer looks for chunks this often (seconds)."""
+BATCH_EVERY = 0.02
+"""Chunks closer together than this (seconds) are batched; the consumer then looks for them
+this often.  Each hand-over to a starved loop costs the model about 0.5 ms here, so this
+also bounds how much of a GIL-holding model's time goes to its consumer (see
+docs/thread-path-performance.md)."""
 
 HAND_OVER_WAIT = 0.005
 """A hand-over waits at most this long for the loop to go idle: CPython's switch interval,
 the most the loop would have waited for the GIL without one."""
+
+STARVED_AFTER = 0.0015
+"""A timer due this long (seconds) and not run means the loop cannot get the GIL: longer than
+a loop that can is late on its own (its selector rounds a timeout up to the next
+millisecond, then the thread wakes)."""
+
+STARVED_HOLD = 0.5
+"""After evidence of a starved loop, the worker hands over whenever the loop has work due for
+this long (seconds).  Without the hold, prompt hand-overs would erase the evidence and every
+other timer would be late again; with it, one timer in a hold runs late if the model keeps
+holding the GIL, and a model that stops holding it stops paying within the hold."""
 
 YIELD_GIL_EVERY = 0.001
 REPROBE_EVERY = 256  # rare enough to stay out of the loop lag p99 (1 in 256 hand-overs)
@@ -153,28 +170,56 @@ def _release_when_idle(loop: asyncio.AbstractEventLoop, idle: threading.Lock) ->
 class BatchingHandOver:
     """The policy for a consumer on an asyncio loop (see the module docstring)."""
 
-    __slots__ = ("_batching", "_handed_over", "_loop", "_producer")
+    __slots__ = ("_batching", "_last_put", "_loop", "_producer", "_ready_seen", "_starved_until")
 
     def __init__(self, producer: Producer, loop: asyncio.AbstractEventLoop) -> None:
         self._producer = producer
         self._loop = loop
         self._batching = False
-        self._handed_over = False
+        self._last_put = -BATCH_EVERY  # so the first chunk is never "fast": handed over at once
+        self._ready_seen: object = None
+        self._starved_until = 0.0
 
     def after_put(self, untaken: int) -> None:
         producer, loop = self._producer, self._loop
-        if not self._handed_over:  # the loop had a whole chunk's time to take the last one
-            starved = untaken > 0
-            if starved != self._batching:
-                self._batching = starved
-                if starved:
-                    producer.start_batching(BATCH_EVERY)
-                else:
-                    producer.stop_batching()
-        self._handed_over = False
-        if self._batching and loop_has_work_due(loop, producer.woken):
+        # ``untaken`` is not evidence here: a consumer that took everything may have done so
+        # only because CPython forced the GIL away from the model.
+        now = time.monotonic()
+        fast = now - self._last_put < BATCH_EVERY
+        self._last_put = now
+        if fast != self._batching:
+            self._batching = fast
+            if fast:
+                producer.start_batching(BATCH_EVERY)
+            else:
+                producer.stop_batching()
+        if self._loop_starved():
+            self._starved_until = now + STARVED_HOLD
+        elif now >= self._starved_until:
+            return
+        if loop_has_work_due(loop, producer.woken):
             hand_over(loop)
-            self._handed_over = True
+            self._ready_seen = None
+
+    def _loop_starved(self) -> bool:
+        """Evidence that the loop cannot get the GIL: a timer overdue by more than
+        :data:`STARVED_AFTER`, or the same callback still ready one chunk later."""
+        loop = self._loop
+        ready = loop._ready  # type: ignore[attr-defined]
+        first: object = None
+        if ready:
+            try:
+                first = ready[0]
+            except IndexError:  # the loop ran it meanwhile
+                first = None
+        seen, self._ready_seen = self._ready_seen, first
+        if first is not None and first is seen:
+            return True
+        scheduled = loop._scheduled  # type: ignore[attr-defined]
+        try:
+            return bool(scheduled) and scheduled[0]._when <= loop.time() - STARVED_AFTER
+        except IndexError:  # the loop popped it meanwhile
+            return False
 
 
 class SleepYielder:

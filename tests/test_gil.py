@@ -1,5 +1,6 @@
-"""The worker lets the event loop have the GIL only while the model starves it, and then only
-when the loop has work due, until that work is done; its batches still reach the consumer."""
+"""The worker batches chunks that come close together, lets the event loop have the GIL only
+while the model starves it, and then only when the loop has work due, until that work is done;
+its batches still reach the consumer."""
 
 from __future__ import annotations
 
@@ -58,60 +59,82 @@ def _run_due_work(loop: asyncio.AbstractEventLoop) -> None:
     loop.run_until_complete(asyncio.sleep(0))
 
 
-def test_a_model_the_loop_keeps_up_with_is_neither_batched_nor_kept_waiting(idle_loop, hand_overs):
-    producer = _Producer()
-    policy = gil.BatchingHandOver(producer, idle_loop)
-    idle_loop.call_soon(lambda: None)  # work due on the loop does not matter: it is not starved
-    for _ in range(50):
-        policy.after_put(untaken=0)
-    assert producer.calls == []
-    assert hand_overs == []
-
-
-def test_a_starving_model_batches_and_hands_over_only_when_the_loop_has_work_due(
-    idle_loop, hand_overs
+def test_chunks_closer_than_the_batch_interval_are_batched_until_the_model_pauses(
+    idle_loop, hand_overs, clock
 ):
     producer = _Producer()
     policy = gil.BatchingHandOver(producer, idle_loop)
-    idle_loop.call_later(60, lambda: None)  # a timer, not due yet
-    for untaken in range(1, 6):
-        policy.after_put(untaken)
+    clock.now = 100.0
+    policy.after_put(untaken=0)  # the first chunk is handed over at once
+    assert producer.calls == []
+    for _ in range(5):
+        clock.now += gil.BATCH_EVERY / 10
+        policy.after_put(untaken=0)  # taken or not: what counts is how close they come
     assert producer.calls == [("start", gil.BATCH_EVERY)]
-    assert hand_overs == []
-    idle_loop.call_at(idle_loop.time() - 1, lambda: None)  # now a timer is due
-    policy.after_put(untaken=6)
-    assert hand_overs == [idle_loop]
-    _run_due_work(idle_loop)
-    # The hand-over let the consumer take everything: that says nothing about the model.
+    clock.now += gil.BATCH_EVERY * 3  # after a pause a chunk must not wait for a poll
     policy.after_put(untaken=0)
-    assert producer.calls == [("start", gil.BATCH_EVERY)]
-    idle_loop.call_soon(lambda: None)  # a ready callback is work due too
+    assert producer.calls == [("start", gil.BATCH_EVERY), ("stop",)]
+    assert hand_overs == []
+
+
+def test_a_loop_that_keeps_up_is_never_kept_waiting(idle_loop, hand_overs, clock):
+    """A model that releases the GIL: its loop runs timers a little late on its own and
+    callbacks before the next chunk; the worker must not wait for it."""
+    producer = _Producer()
+    policy = gil.BatchingHandOver(producer, idle_loop)
+    for _ in range(5):
+        idle_loop.call_at(idle_loop.time() - gil.STARVED_AFTER / 2, lambda: None)
+        idle_loop.call_soon(lambda: None)
+        policy.after_put(untaken=0)
+        _run_due_work(idle_loop)  # the loop ran both before the next chunk
+    assert hand_overs == []
+
+
+def test_a_timer_overdue_for_a_while_starts_hand_overs_for_a_hold(idle_loop, hand_overs, clock):
+    producer = _Producer()
+    policy = gil.BatchingHandOver(producer, idle_loop)
+    idle_loop.call_at(idle_loop.time() - 2 * gil.STARVED_AFTER, lambda: None)
     policy.after_put(untaken=1)
+    assert hand_overs == [idle_loop]
+    _run_due_work(idle_loop)  # what the hand-over let the loop do
+    clock.now += gil.STARVED_HOLD / 2
+    policy.after_put(untaken=0)
+    assert hand_overs == [idle_loop]  # nothing due: nothing to hand over for
+    idle_loop.call_at(idle_loop.time(), lambda: None)  # just due: within the hold, enough
+    policy.after_put(untaken=0)
     assert hand_overs == [idle_loop, idle_loop]
+    _run_due_work(idle_loop)
+    clock.now += gil.STARVED_HOLD
+    idle_loop.call_at(idle_loop.time(), lambda: None)
+    policy.after_put(untaken=0)
+    assert hand_overs == [idle_loop, idle_loop]  # the hold is over; just due is no evidence
 
 
-def test_waking_its_own_consumer_is_no_reason_to_hand_over(idle_loop, hand_overs):
+def test_a_callback_still_ready_one_chunk_later_means_the_loop_is_starved(
+    idle_loop, hand_overs, clock
+):
+    producer = _Producer()
+    policy = gil.BatchingHandOver(producer, idle_loop)
+    idle_loop.call_soon(lambda: None)
+    policy.after_put(untaken=1)
+    assert hand_overs == []  # the loop may simply not have got to it yet
+    policy.after_put(untaken=1)
+    assert hand_overs == [idle_loop]
+
+
+def test_waking_its_own_consumer_is_no_reason_to_hand_over(idle_loop, hand_overs, clock):
     """A reply of a few fast chunks woke its consumer for the first; the consumer has not run
-    yet when the second is ready.  Waiting for the loop then would only delay the reply."""
+    yet when the next ones are ready.  Waiting for the loop then would only delay the reply."""
     producer = _Producer()
     producer.woken = idle_loop.create_future()
     idle_loop.call_soon(_resolve, producer.woken)  # the wake-up, not yet run
     policy = gil.BatchingHandOver(producer, idle_loop)
     policy.after_put(untaken=1)
-    assert producer.calls == [("start", gil.BATCH_EVERY)]
+    policy.after_put(untaken=2)
     assert hand_overs == []
     idle_loop.call_soon(lambda: None)  # anything else ready is work due
-    policy.after_put(untaken=2)
+    policy.after_put(untaken=3)
     assert hand_overs == [idle_loop]
-
-
-def test_a_model_that_stops_starving_the_loop_is_no_longer_batched(idle_loop, hand_overs):
-    producer = _Producer()
-    policy = gil.BatchingHandOver(producer, idle_loop)
-    policy.after_put(untaken=1)
-    policy.after_put(untaken=0)  # the consumer took the last chunk while the model computed
-    assert producer.calls == [("start", gil.BATCH_EVERY), ("stop",)]
-    assert hand_overs == []
 
 
 def test_a_loop_it_cannot_read_gets_the_sleeping_policy():
@@ -283,25 +306,6 @@ async def test_the_idle_timeout_still_fires_while_the_consumer_polls_a_batching_
     stream.stop()
     release.set()
     wait_until(stream.channel.closed.is_set, what="the generator to close")
-
-
-async def test_a_model_in_lockstep_with_its_consumer_is_never_batched(batching_started):
-    """Each chunk is taken before the next is made (the model waits for the consumer)."""
-    taken = threading.Semaphore(0)
-
-    def model() -> Iterator[str]:
-        for index in range(30):
-            if index:
-                assert taken.acquire(timeout=10)
-            yield str(index)
-
-    stream = _open(model)
-    for index in range(30):
-        assert await stream.next_batch() == [str(index)]
-        taken.release()
-    with pytest.raises(StopAsyncIteration):
-        await stream.next_batch()
-    assert batching_started == []
 
 
 class _Clock:
