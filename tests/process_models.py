@@ -244,9 +244,29 @@ class ParentOnly(llm.Model):
         yield "never in a worker"
 
 
+class ChattyToolRunner(llm.Model):
+    """Streams a chunk, then another once the test has the first, then runs its tool call once
+    the test has the second: by then the parent reads this prompt's chunks in batches.  The
+    go-aheads are files: the prompt's path with ``.1`` and ``.2`` appended."""
+
+    model_id = "proc-chatty-tools"
+    supports_tools = True
+
+    def execute(self, prompt, stream, response, conversation) -> Iterator[str]:
+        yield "thinking"
+        if not _wait_for_file(prompt.prompt + ".1"):
+            raise ProcessModelError("no go-ahead for the second chunk")
+        yield ", still"
+        if not _wait_for_file(prompt.prompt + ".2"):
+            raise ProcessModelError("no go-ahead for the tool call")
+        call = llm.ToolCall(name=prompt.tools[0].name, arguments={"x": 40}, tool_call_id="c1")
+        yield f"; the tool returned {response.execute_tool_call(call).output}"
+
+
 @llm.hookimpl
 def register_models(register):
     register(ProcScript())
+    register(ChattyToolRunner())
     register(Warm())
     register(Inspect())
     register(SecretKeyed())

@@ -9,8 +9,14 @@ Contract:
   ``pass_fds``: only these two processes hold it, which is why keys may travel on it and
   nowhere else.
 * :meth:`Connection.send` may be called from any thread (one lock per connection);
-  :meth:`Connection.receive` from one thread only.  A closed or broken peer reads as
-  :class:`EOFError`.
+  :meth:`Connection.receive` and :meth:`Connection.receive_ready` from one thread only.  A
+  closed or broken peer reads as :class:`EOFError`, after every whole frame it sent.
+* A send wakes the peer only if it is waiting in a receive.  A reader that instead sleeps and
+  then takes whatever has arrived (:meth:`Connection.receive_ready` with ``wait=False``)
+  spares the sender that wake-up; the frames wait in the kernel, so a sender that dies
+  meanwhile loses none of them.  It sleeps on a :class:`Doorbell`, which the worker rings
+  after a frame the parent must not wait for (``send(..., ring=True)``: the end of a prompt,
+  a tool call).
 
 Frame kinds, parent to worker: ``HELLO`` (what to load), ``PROMPT``, ``CREDIT`` (the consumer
 took chunks: the worker may pull that many more), ``STOP``, ``TOOL_RESULT``.  Worker to
@@ -22,7 +28,9 @@ here on it may have reached the model), ``CHUNK``, ``OP`` (a write on the respon
 from __future__ import annotations
 
 import contextlib
+import os
 import pickle
+import select
 import socket
 import struct
 import threading
@@ -45,44 +53,141 @@ Frame = tuple[str, int, Any]
 
 _HEADER = struct.Struct("!Q")
 _MAX_FRAME = 1 << 34  # 16 GiB: anything larger is a corrupt header, not a frame
+_RECEIVE_SIZE = 1 << 16
 
 
 class Connection:
     """Frames over one connected stream socket."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, bell: int | None = None) -> None:
         self.sock = sock
-        self._reader = sock.makefile("rb")
+        self.bell = bell  # the write end of the peer's Doorbell, if it has one
+        self._received = bytearray()  # bytes read from the socket, not yet parsed into frames
+        self._eof: str | None = None  # why the peer's end reads as closed, once it does
         self._send_lock = threading.Lock()
 
-    def send(self, kind: str, job: int = 0, payload: Any = None) -> None:
-        """Send one frame; raises ``OSError`` when the peer is gone."""
+    def send(self, kind: str, job: int = 0, payload: Any = None, ring: bool = False) -> None:
+        """Send one frame, then with ``ring`` ring the peer's doorbell; raises ``OSError`` when
+        the peer is gone."""
         body = pickle.dumps((kind, job, payload), protocol=pickle.HIGHEST_PROTOCOL)
         with self._send_lock:
             self.sock.sendall(_HEADER.pack(len(body)) + body)
+        if ring and self.bell is not None:
+            # Non-blocking: a full pipe already holds a ring the reader has not heard.
+            with contextlib.suppress(BlockingIOError):
+                os.write(self.bell, b"!")
 
     def receive(self) -> Frame:
-        """The next frame; ``EOFError`` when the peer closed its end or died."""
+        """The next frame, waiting for it; ``EOFError`` when the peer closed its end or died."""
+        while True:
+            frame = self._parse()
+            if frame is not None:
+                return frame
+            self._read(wait=True)
+
+    def receive_ready(self, wait: bool) -> list[Frame]:
+        """Every whole frame that has arrived.  With ``wait``, at least one (waiting for it);
+        without, possibly none.  ``EOFError`` once the peer is gone and no frame is left."""
+        while self._read(wait=False):
+            pass
+        frames = []
+        while (frame := self._parse()) is not None:
+            frames.append(frame)
+        if frames or not wait:
+            if not frames and self._eof is not None:
+                raise EOFError(self._eof)
+            return frames
+        return [self.receive()]
+
+    def _read(self, wait: bool) -> bool:
+        """Append what the socket holds (waiting for something if ``wait``); False when it
+        held nothing.  Raises ``EOFError`` only when waiting on a closed peer."""
+        if self._eof is not None:
+            if wait:
+                raise EOFError(self._eof)
+            return False
+        wanted = _RECEIVE_SIZE
+        if len(self._received) >= _HEADER.size:  # the rest of a large frame in one go
+            (size,) = _HEADER.unpack_from(self._received)
+            wanted = max(wanted, min(size, _MAX_FRAME) + _HEADER.size - len(self._received))
         try:
-            header = self._reader.read(_HEADER.size)
+            data = self.sock.recv(wanted, 0 if wait else socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
         except (OSError, ValueError) as error:
-            raise EOFError(str(error)) from None
-        if header is None or len(header) < _HEADER.size:
-            raise EOFError("peer closed the channel")
-        (size,) = _HEADER.unpack(header)
+            data, self._eof = b"", str(error) or type(error).__name__
+        if not data:
+            self._eof = self._eof or "peer closed the channel"
+            if wait:
+                raise EOFError(self._eof)
+            return False
+        self._received += data
+        return True
+
+    def _parse(self) -> Frame | None:
+        """The first whole frame received, removed from the buffer; None if there is none."""
+        received = self._received
+        if len(received) < _HEADER.size:
+            if received and self._eof is not None:
+                raise EOFError("peer closed the channel mid-frame")
+            return None
+        (size,) = _HEADER.unpack_from(received)
         if size > _MAX_FRAME:
             raise EOFError(f"corrupt frame header (length {size})")
-        try:
-            body = self._reader.read(size)
-        except (OSError, ValueError) as error:
-            raise EOFError(str(error)) from None
-        if body is None or len(body) < size:
-            raise EOFError("peer closed the channel mid-frame")
+        end = _HEADER.size + size
+        if len(received) < end:
+            if self._eof is not None:
+                raise EOFError("peer closed the channel mid-frame")
+            return None
+        body = bytes(received[_HEADER.size : end])
+        del received[:end]
         kind, job, payload = pickle.loads(body)
         return str(kind), int(job), payload
 
     def close(self) -> None:
         """Close our end; a thread blocked in :meth:`receive` then reads EOF."""
+        if self.bell is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.bell)
+            self.bell = None
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
+
+
+class Doorbell:
+    """A pipe a worker writes a byte to when its frames must be read now; the parent sleeps on
+    it between batches.  Both ends are non-blocking: rings nobody has heard yet add nothing."""
+
+    def __init__(self) -> None:
+        self.read_end, self.write_end = os.pipe()
+        os.set_blocking(self.read_end, False)
+        os.set_blocking(self.write_end, False)
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep until the bell rings or ``timeout`` passes; True if it rang (rings are
+        cleared)."""
+        readable, _, _ = select.select([self.read_end], [], [], timeout)
+        if not readable:
+            return False
+        with contextlib.suppress(BlockingIOError, OSError):
+            while os.read(self.read_end, 4096):
+                pass
+        return True
+
+    def close_write_end(self) -> None:
+        """The parent's copy, once the worker has its own."""
+        write_end, self.write_end = self.write_end, -1
+        _close_fd(write_end)
+
+    def close(self) -> None:
+        """Close what is still open (each fd once: a number closed twice may be another's)."""
+        self.close_write_end()
+        read_end, self.read_end = self.read_end, -1
+        _close_fd(read_end)
+
+
+def _close_fd(fd: int) -> None:
+    if fd >= 0:
+        with contextlib.suppress(OSError):
+            os.close(fd)

@@ -3,8 +3,10 @@ serve the parent's prompts one at a time.
 
 Contract:
 
-* Started by the parent as a fresh interpreter (never a fork) with the number of its end of a
-  private socketpair on the command line; nothing secret is in argv or in the environment.
+* Started by the parent as a fresh interpreter (never a fork) with the numbers of its end of a
+  private socketpair and of the parent's doorbell on the command line; nothing secret is in
+  argv or in the environment.  It rings the doorbell after the frames the parent must read at
+  once (``END``, ``TOOL_CALL``); the parent reads fast chunks in batches.
 * Dies with its parent: ``PR_SET_PDEATHSIG(SIGKILL)`` on Linux, and the thread reading the
   channel exits the process as soon as the channel reads EOF.  It ignores SIGINT: a Ctrl-C
   meant for the parent must not end up as an exception of the model.
@@ -40,12 +42,12 @@ from . import protocol, registry, wire
 
 
 def main() -> None:
-    channel_fd, parent_pid = int(sys.argv[1]), int(sys.argv[2])
+    channel_fd, parent_pid, bell_fd = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     _die_with_parent(parent_pid)
     # Ctrl-C in a terminal reaches the whole process group: the parent handles it (and
     # stops its streams); a worker must not turn it into the model's exception.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    connection = protocol.Connection(socket.socket(fileno=channel_fd))
+    connection = protocol.Connection(socket.socket(fileno=channel_fd), bell=bell_fd)
     try:
         kind, _, hello = connection.receive()
     except EOFError:
@@ -149,7 +151,10 @@ class Job:
     def __init__(self, number: int, request: dict[str, Any]) -> None:
         self.number = number
         self.request = request
-        self.credits: int = request["credits"]
+        # Two counters, each written by one thread only (granted: the reader; taken: the main
+        # thread), so a credit is taken without the lock while any is left.
+        self.granted: int = request["credits"]
+        self.taken = 0
         self.stall_timeout: float | None = request["stall_timeout"]
         self.stopped = False
         self.stalled = False
@@ -158,7 +163,7 @@ class Job:
 
     def grant(self, credits: int) -> None:
         with self.changed:
-            self.credits += credits
+            self.granted += credits
             self.changed.notify_all()
 
     def stop(self) -> None:
@@ -169,11 +174,14 @@ class Job:
 
     def take_credit(self) -> bool:
         """Wait for a credit and take it; False when stopped (or stalled) first."""
+        if self.granted > self.taken and not self.stopped:
+            self.taken += 1
+            return True
         with self.changed:
             deadline = None
             if self.stall_timeout is not None:
                 deadline = time.monotonic() + self.stall_timeout
-            while self.credits <= 0 and not self.stopped:
+            while self.granted <= self.taken and not self.stopped:
                 if deadline is None:
                     self.changed.wait()
                     continue
@@ -184,7 +192,7 @@ class Job:
                 self.changed.wait(remaining)
             if self.stopped:
                 return False
-            self.credits -= 1
+            self.taken += 1
             return True
 
 
@@ -321,7 +329,7 @@ class Worker:
             self.record.last_active = time.time()
             self._write_record()
             self.current = None
-            self.connection.send(protocol.END, job.number, outcome)
+            self.connection.send(protocol.END, job.number, outcome, ring=True)
 
 
 def _close(generator: Any) -> None:
@@ -341,7 +349,7 @@ def _make_response(worker: Worker, job: Job, prompt: Any, conversation: Any) -> 
         worker.connection.send(protocol.OP, job.number, (name, args, kwargs))
 
     def call_tool(tool_call: Any) -> Any:
-        worker.connection.send(protocol.TOOL_CALL, job.number, tool_call)
+        worker.connection.send(protocol.TOOL_CALL, job.number, tool_call, ring=True)
         delivered, reply = job.tool_replies.get()
         if not delivered:
             raise RuntimeError("the stream was stopped while its tool call ran in the parent")
