@@ -282,20 +282,24 @@ class WorkerProcess:
         last_chunk = -BATCH_EVERY
         try:
             while True:
-                if batching:
+                # What is there already costs nobody a wake-up: the worker keeps sending
+                # while this thread reads, as long as there is something to read.
+                frames = connection.receive_ready(wait=False)
+                if not frames and batching:
                     # The worker's sends wake nobody while this thread sleeps on the
                     # doorbell (see protocol.py): a chunk costs it a system call, not a
-                    # wake-up.  It rings for the end of the prompt and for a tool call.
+                    # wake-up.  It rings for the end of the prompt, a tool call, and when
+                    # it cannot go on until this thread has read.
                     bell.wait(BATCH_EVERY)
                     frames = connection.receive_ready(wait=False)
                     if not any(frame[0] == protocol.CHUNK for frame in frames):
                         batching = False  # a pause: wait for each frame again
-                else:
+                elif not frames:
                     frames = connection.receive_ready(wait=True)
-                    if any(frame[0] == protocol.CHUNK for frame in frames):
-                        now = time.monotonic()
-                        batching = now - last_chunk < BATCH_EVERY
-                        last_chunk = now
+                if not batching and any(frame[0] == protocol.CHUNK for frame in frames):
+                    now = time.monotonic()
+                    batching = now - last_chunk < BATCH_EVERY
+                    last_chunk = now
                 for frame in frames:
                     if self._route(*frame):
                         batching = False  # the prompt ended: its next one starts unbatched

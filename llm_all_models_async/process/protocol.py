@@ -16,7 +16,7 @@ Contract:
   spares the sender that wake-up; the frames wait in the kernel, so a sender that dies
   meanwhile loses none of them.  It sleeps on a :class:`Doorbell`, which the worker rings
   after a frame the parent must not wait for (``send(..., ring=True)``: the end of a prompt,
-  a tool call).
+  a tool call) and when it cannot go on until the parent has read (out of credit).
 
 Frame kinds, parent to worker: ``HELLO`` (what to load), ``PROMPT``, ``CREDIT`` (the consumer
 took chunks: the worker may pull that many more), ``STOP``, ``TOOL_RESULT``.  Worker to
@@ -62,7 +62,8 @@ class Connection:
     def __init__(self, sock: socket.socket, bell: int | None = None) -> None:
         self.sock = sock
         self.bell = bell  # the write end of the peer's Doorbell, if it has one
-        self._received = bytearray()  # bytes read from the socket, not yet parsed into frames
+        self._received = bytearray()  # bytes read from the socket; parsed up to _parsed
+        self._parsed = 0
         self._eof: str | None = None  # why the peer's end reads as closed, once it does
         self._send_lock = threading.Lock()
 
@@ -70,12 +71,26 @@ class Connection:
         """Send one frame, then with ``ring`` ring the peer's doorbell; raises ``OSError`` when
         the peer is gone."""
         body = pickle.dumps((kind, job, payload), protocol=pickle.HIGHEST_PROTOCOL)
+        data = _HEADER.pack(len(body)) + body
         with self._send_lock:
-            self.sock.sendall(_HEADER.pack(len(body)) + body)
-        if ring and self.bell is not None:
+            try:
+                sent = self.sock.send(data, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                sent = 0
+            if sent < len(data):
+                # The socket is full: the peer must read before this thread can go on.
+                self.ring()
+                self.sock.sendall(memoryview(data)[sent:])
+        if ring:
+            self.ring()
+
+    def ring(self) -> None:
+        """Ring the peer's doorbell: what was sent must be read now, not with the next batch."""
+        bell = self.bell
+        if bell is not None:
             # Non-blocking: a full pipe already holds a ring the reader has not heard.
-            with contextlib.suppress(BlockingIOError):
-                os.write(self.bell, b"!")
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.write(bell, b"!")
 
     def receive(self) -> Frame:
         """The next frame, waiting for it; ``EOFError`` when the peer closed its end or died."""
@@ -106,10 +121,14 @@ class Connection:
             if wait:
                 raise EOFError(self._eof)
             return False
+        received = self._received
+        if self._parsed:  # one move per read, not one per frame
+            del received[: self._parsed]
+            self._parsed = 0
         wanted = _RECEIVE_SIZE
-        if len(self._received) >= _HEADER.size:  # the rest of a large frame in one go
-            (size,) = _HEADER.unpack_from(self._received)
-            wanted = max(wanted, min(size, _MAX_FRAME) + _HEADER.size - len(self._received))
+        if len(received) >= _HEADER.size:  # the rest of a large frame in one go
+            (size,) = _HEADER.unpack_from(received)
+            wanted = max(wanted, min(size, _MAX_FRAME) + _HEADER.size - len(received))
         try:
             data = self.sock.recv(wanted, 0 if wait else socket.MSG_DONTWAIT)
         except BlockingIOError:
@@ -121,26 +140,27 @@ class Connection:
             if wait:
                 raise EOFError(self._eof)
             return False
-        self._received += data
+        received += data
         return True
 
     def _parse(self) -> Frame | None:
-        """The first whole frame received, removed from the buffer; None if there is none."""
-        received = self._received
-        if len(received) < _HEADER.size:
-            if received and self._eof is not None:
+        """The next whole frame received; None if there is none yet."""
+        received, start = self._received, self._parsed
+        left = len(received) - start
+        if left < _HEADER.size:
+            if left and self._eof is not None:
                 raise EOFError("peer closed the channel mid-frame")
             return None
-        (size,) = _HEADER.unpack_from(received)
+        (size,) = _HEADER.unpack_from(received, start)
         if size > _MAX_FRAME:
             raise EOFError(f"corrupt frame header (length {size})")
-        end = _HEADER.size + size
+        end = start + _HEADER.size + size
         if len(received) < end:
             if self._eof is not None:
                 raise EOFError("peer closed the channel mid-frame")
             return None
-        body = bytes(received[_HEADER.size : end])
-        del received[:end]
+        body = bytes(received[start + _HEADER.size : end])
+        self._parsed = end
         kind, job, payload = pickle.loads(body)
         return str(kind), int(job), payload
 

@@ -6,7 +6,8 @@ Contract:
 * Started by the parent as a fresh interpreter (never a fork) with the numbers of its end of a
   private socketpair and of the parent's doorbell on the command line; nothing secret is in
   argv or in the environment.  It rings the doorbell after the frames the parent must read at
-  once (``END``, ``TOOL_CALL``); the parent reads fast chunks in batches.
+  once (``END``, ``TOOL_CALL``) and before it waits for credit; the parent reads fast chunks
+  in batches.
 * Dies with its parent: ``PR_SET_PDEATHSIG(SIGKILL)`` on Linux, and the thread reading the
   channel exits the process as soon as the channel reads EOF.  It ignores SIGINT: a Ctrl-C
   meant for the parent must not end up as an exception of the model.
@@ -36,6 +37,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from . import protocol, registry, wire
@@ -160,6 +162,9 @@ class Job:
         self.stalled = False
         self.tool_replies: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
         self.changed = threading.Condition()
+        # Called before waiting for credit: the parent may be reading in batches, and this
+        # worker can do nothing until it has read what is sent.
+        self.before_wait: Callable[[], None] = _nothing
 
     def grant(self, credits: int) -> None:
         with self.changed:
@@ -177,6 +182,8 @@ class Job:
         if self.granted > self.taken and not self.stopped:
             self.taken += 1
             return True
+        if not self.stopped:
+            self.before_wait()
         with self.changed:
             deadline = None
             if self.stall_timeout is not None:
@@ -272,6 +279,7 @@ class Worker:
         self.record.busy = True
         self._write_record()
         cancellation.bind(job)
+        job.before_wait = self.connection.ring
         error: BaseException | None = None
         generator: Any = None
         request = job.request
@@ -330,6 +338,10 @@ class Worker:
             self._write_record()
             self.current = None
             self.connection.send(protocol.END, job.number, outcome, ring=True)
+
+
+def _nothing() -> None:
+    pass
 
 
 def _close(generator: Any) -> None:
