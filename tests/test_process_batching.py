@@ -151,3 +151,48 @@ def test_rings_nobody_hears_never_block_the_worker() -> None:
         reader.close()
         sender.sock.close()
         bell.close()
+
+
+def test_a_sender_that_fills_the_socket_rings_before_it_waits() -> None:
+    """A reader asleep between batches would otherwise leave a fast worker blocked for the
+    rest of the batch interval."""
+    left, right = socket.socketpair()
+    bell = protocol.Doorbell()
+    sender = protocol.Connection(left, bell=bell.write_end)
+    reader = protocol.Connection(right)
+    count = 20_000  # far more than a socket's buffer holds
+
+    def send_all() -> None:
+        for index in range(count):
+            sender.send(protocol.CHUNK, 1, index)
+
+    thread = threading.Thread(target=send_all, daemon=True)
+    try:
+        thread.start()
+        assert bell.wait(30), "the sender blocked on a full socket without ringing"
+        received: list[object] = []
+        while len(received) < count:
+            received += [payload for _, _, payload in reader.receive_ready(wait=True)]
+        assert received == list(range(count))
+        thread.join(10)
+    finally:
+        reader.close()
+        sender.sock.close()
+        bell.close()
+
+
+def test_a_worker_out_of_credit_rings_before_it_waits() -> None:
+    from llm_all_models_async.process.worker import Job
+
+    rings: list[int] = []
+    job = Job(1, {"credits": 2, "stall_timeout": None})
+
+    def ring_and_get_a_credit() -> None:
+        rings.append(job.taken)
+        job.grant(1)  # the parent read, and its consumer took a chunk
+
+    job.before_wait = ring_and_get_a_credit
+    assert job.take_credit() and job.take_credit()
+    assert rings == []  # credit left: nothing to ring for
+    assert job.take_credit()
+    assert rings == [2]  # out of credit: rang before waiting (and got one)
