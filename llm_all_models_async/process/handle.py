@@ -6,8 +6,9 @@ Contract:
 * Workers are started by one long-lived spawner thread: Linux's parent-death signal fires when
   the *thread* that forked the child ends, so no short-lived thread may start one.  A worker is
   ``sys.executable`` with the parent's interpreter flags, run on this package's worker module;
-  its environment is the parent's, unchanged; its end of a socketpair is passed with
-  ``pass_fds`` and only its number is on the command line.
+  its environment is the parent's, unchanged; its end of a socketpair and the write end of
+  this handle's doorbell pipe are passed with ``pass_fds`` and only their numbers are on the
+  command line.
 * One reader thread per worker routes each frame to the :class:`JobSink` of the prompt it
   belongs to.  While a prompt's chunks come less than ``gil.BATCH_EVERY`` apart it reads
   them in batches, every ``BATCH_EVERY``, instead of waiting in a receive: each chunk then

@@ -16,7 +16,8 @@ Contract:
   spares the sender that wake-up; the frames wait in the kernel, so a sender that dies
   meanwhile loses none of them.  It sleeps on a :class:`Doorbell`, which the worker rings
   after a frame the parent must not wait for (``send(..., ring=True)``: the end of a prompt,
-  a tool call) and when it cannot go on until the parent has read (out of credit).
+  a tool call) and when it cannot go on until the parent has read (its socket is full, or it
+  is out of credit).
 
 Frame kinds, parent to worker: ``HELLO`` (what to load), ``PROMPT``, ``CREDIT`` (the consumer
 took chunks: the worker may pull that many more), ``STOP``, ``TOOL_RESULT``.  Worker to
