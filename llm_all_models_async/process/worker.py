@@ -6,8 +6,8 @@ Contract:
 * Started by the parent as a fresh interpreter (never a fork) with the numbers of its end of a
   private socketpair and of the parent's doorbell on the command line; nothing secret is in
   argv or in the environment.  It rings the doorbell after the frames the parent must read at
-  once (``END``, ``TOOL_CALL``) and before it waits for credit; the parent reads fast chunks
-  in batches.
+  once (``END``, ``TOOL_CALL``), when its socket is full and before it waits for credit; the
+  parent reads fast chunks in batches.
 * Dies with its parent: ``PR_SET_PDEATHSIG(SIGKILL)`` on Linux, and the thread reading the
   channel exits the process as soon as the channel reads EOF.  It ignores SIGINT: a Ctrl-C
   meant for the parent must not end up as an exception of the model.
