@@ -129,13 +129,15 @@ def open_stream(
     capacity: int,
     deadlines: Deadlines,
     started_at: float,
-    submit: Callable[[Callable[[], None]], None],
+    submit: Callable[[Callable[[], None], Callable[[], None]], None],
     on_exit: Callable[[], None],
 ) -> ThreadStream:
     """Start ``make_iterator`` on a worker (via ``submit``) and return the consumer handle.
 
-    ``on_exit`` runs on the worker once the iterator is closed, whatever happened; it
-    releases the slots the stream holds.  If ``submit`` fails, it runs here instead.
+    ``submit(job, stop)`` hands the job to a thread; ``stop`` (the channel's) is how the
+    thread's owner ends it at interpreter exit.  ``on_exit`` runs on the worker once the
+    iterator is closed, whatever happened; it releases the slots the stream holds.  If
+    ``submit`` fails, it runs here instead.
     """
     channel = Channel(
         model_id,
@@ -150,7 +152,7 @@ def open_stream(
         context.run(_produce, channel, make_iterator, on_exit)
 
     try:
-        submit(job)
+        submit(job, channel.stop)
     except BaseException:
         stream.stop()
         on_exit()

@@ -28,12 +28,12 @@ async def serve(request: StreamRequest) -> ThreadStream:
 
         # Looked up (and on first use started) inside submit: a thread that fails to start
         # then fails the submit, and open_stream releases the slots.
-        def submit(job: workers.Job) -> None:
-            workers.dedicated_thread(key, model_id).submit(job)
+        def submit(job: workers.Job, stop: workers.Stop) -> None:
+            workers.dedicated_thread(key, model_id).submit(job, stop)
     else:
 
-        def submit(job: workers.Job) -> None:
-            workers.start_thread(model_id, job)
+        def submit(job: workers.Job, stop: workers.Stop) -> None:
+            workers.start_thread(model_id, job, stop)
 
     return open_thread_stream(
         model_id,

@@ -218,7 +218,9 @@ def _open(model: Any, deadlines: Deadlines | None = None) -> Any:
         capacity=256,
         deadlines=deadlines or Deadlines(),
         started_at=time.monotonic(),
-        submit=lambda job: threading.Thread(target=job, name="llm-async:gil", daemon=True).start(),
+        submit=lambda job, stop: threading.Thread(
+            target=job, name="llm-async:gil", daemon=True
+        ).start(),
         on_exit=lambda: None,
     )
 

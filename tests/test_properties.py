@@ -515,7 +515,7 @@ async def bridge_scenario(plan: Plan, plain: bool) -> None:
         **{timeouts[name]: float(value) for name, value in plan.timeout_env().items()}
     )
 
-    def submit(job: Callable[[], None]) -> None:
+    def submit(job: Callable[[], None], stop: Callable[[], None]) -> None:
         threading.Thread(target=job, name=worker, daemon=True).start()
 
     stream = open_stream(

@@ -48,7 +48,9 @@ async def test_response_timeout_fires_while_chunks_are_buffered():
         capacity=8,
         deadlines=Deadlines(timeout=limit),
         started_at=time.monotonic(),
-        submit=lambda job: threading.Thread(target=job, name="llm-async:slow", daemon=True).start(),
+        submit=lambda job, stop: threading.Thread(
+            target=job, name="llm-async:slow", daemon=True
+        ).start(),
         on_exit=lambda: None,
     )
     assert await stream.next_batch() == ["x"]
@@ -108,7 +110,7 @@ def test_dedicated_thread_drops_a_finished_job():
         done.set()
 
     worker = workers.DedicatedThread("drop-finished-job")
-    worker.submit(job)
+    worker.submit(job, lambda: None)
     del job, payload
     assert done.wait(10)
     wait_until(lambda: alive() is None, timeout=5, what="the finished job to be freed")
@@ -123,7 +125,7 @@ def test_pooled_thread_drops_a_finished_job():
     def job(held: Any = payload) -> None:
         done.set()
 
-    workers.start_thread("drop-finished-job", job)
+    workers.start_thread("drop-finished-job", job, lambda: None)
     del job, payload
     assert done.wait(10)
     wait_until(lambda: alive() is None, timeout=5, what="the finished job to be freed")
@@ -172,7 +174,9 @@ async def test_generator_of_an_iterable_result_closes_before_the_slot_is_freed()
         capacity=2,
         deadlines=Deadlines(),
         started_at=time.monotonic(),
-        submit=lambda job: threading.Thread(target=job, name="llm-async:it", daemon=True).start(),
+        submit=lambda job, stop: threading.Thread(
+            target=job, name="llm-async:it", daemon=True
+        ).start(),
         on_exit=lambda: events.append("slot released"),
     )
     assert await stream.next_batch()
