@@ -421,8 +421,8 @@ _CATALOG: tuple[ClauseInfo, ...] = (
     ClauseInfo(
         "process.exit",
         (
-            "a child interpreter that runs one prompt through the twin exits with status 0 (no "
-            "abort or crash at exit)"
+            "a child interpreter that runs one prompt through the twin, then leaves a second "
+            "after its first chunk, exits with status 0 (no abort or crash at exit)"
         ),
         (
             "stop and join your own threads and free native resources at exit (atexit), or make "

@@ -45,13 +45,24 @@ except Exception as error:
 kwargs = dict(spec["options"])
 if spec["system"] is not None:
     kwargs["system"] = spec["system"]
+kept = []  # the abandoned response stays referenced until the interpreter exits
 try:
     if spec["mode"] == "sync":
-        text = llm.get_model(spec["model_id"]).prompt(spec["prompt"], **kwargs).text()
+        model = llm.get_model(spec["model_id"])
+        text = model.prompt(spec["prompt"], **kwargs).text()
+        if spec["abandon"]:
+            kept.append(model.prompt(spec["prompt"], **kwargs))
+            for chunk in kept[-1]:
+                break
     else:
         async def main():
-            response = llm.get_async_model(spec["model_id"]).prompt(spec["prompt"], **kwargs)
-            return await response.text()
+            model = llm.get_async_model(spec["model_id"])
+            text = await model.prompt(spec["prompt"], **kwargs).text()
+            if spec["abandon"]:
+                kept.append(model.prompt(spec["prompt"], **kwargs))
+                async for chunk in kept[-1]:
+                    break
+            return text
         text = asyncio.run(main())
 except Exception as error:
     report({"ok": False, "type": type(error).__name__, "module": type(error).__module__,
@@ -125,14 +136,20 @@ def run_prompt(
     system: str | None = None,
     options: dict[str, Any] | None = None,
     timeout: float = CHILD_BOUND,
+    abandon: bool = False,
 ) -> ChildResult:
-    """Run one prompt (``mode`` "sync" or "async") in a fresh interpreter and wait for it."""
+    """Run one prompt (``mode`` "sync" or "async") in a fresh interpreter and wait for it.
+
+    ``abandon``: then start a second prompt and leave it after its first chunk, still
+    referenced, so the interpreter exits while the model may still be generating it.
+    """
     spec = {
         "model_id": model_id,
         "prompt": prompt,
         "system": system,
         "options": dict(options or {}),
         "mode": mode,
+        "abandon": abandon,
         "plugins": hand_registered_plugins(),
         "sys_path": [entry for entry in sys.path if entry],
         "mark": RESULT_MARK,

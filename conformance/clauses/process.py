@@ -103,6 +103,7 @@ class ProcessClauses:
             mode="async",
             system=ctx.samples.system,
             options=dict(ctx.samples.prompt_options),
+            abandon=True,
         )
         if result.setup_failed:
             pytest.skip(
@@ -111,8 +112,8 @@ class ProcessClauses:
                 "(an llm entry point) to run it"
             )
         where = (
-            f"a child interpreter that ran the prompt through the twin (asyncio.run, "
-            f"then exit) {result.describe()}"
+            f"a child interpreter that ran the prompt through the twin, then left a second "
+            f"one after its first chunk (asyncio.run, then exit) {result.describe()}"
         )
         tail = " ".join(result.stderr_tail.split())[-600:]
         if result.outcome is None or not result.outcome.get("ok"):
@@ -133,6 +134,7 @@ class ProcessClauses:
                 mode="sync",
                 system=ctx.samples.system,
                 options=dict(ctx.samples.prompt_options),
+                abandon=True,
             )
             who = (
                 f"; on llm's sync path alone the child {sync.describe()} too: a plugin or "
@@ -147,4 +149,7 @@ class ProcessClauses:
                 + (f"; stderr: {tail}" if tail else ""),
                 pytrace=False,
             )
-        ctx.note(f"the child answered ({result.outcome.get('chars')} chars) and exited with 0")
+        ctx.note(
+            f"the child answered ({result.outcome.get('chars')} chars), left a second prompt "
+            "after its first chunk and exited with 0"
+        )
