@@ -32,8 +32,11 @@ from .stats import DASH, TIMES, fmt, paired_ratio, spread
 NAME = "real"
 TITLE = "Real models"
 HEADLINE = "tokens_per_s"
-PROMPTS = {"full": 3, "quick": 1, "tiny": 1}
-REPEATS = {"full": 4, "quick": 2, "tiny": 1}
+# One prompt per repeat, many repeats: each contender's round is about a second, so a pair of
+# rounds sits close in time and the paired ratio cancels the host's drift (three prompts per
+# repeat, four repeats, put 4 s between partners and moved the ratio by 10% between runs).
+PROMPTS = {"full": 1, "quick": 1, "tiny": 1}
+REPEATS = {"full": 12, "quick": 4, "tiny": 1}
 CONTENDERS = ("sync", "adapter", "process", "v0.1")
 # the process contender is the 0.2 adapter with this setting in its worker's environment
 ISOLATION_ENV = {"process": ("LLM_ASYNC_ISOLATION", "process")}
