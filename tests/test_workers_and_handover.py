@@ -102,8 +102,7 @@ def generate():
         while True:
             if MODE == "stuck":
                 never.wait()  # a next() that does not return (a long native call)
-            yield "chunk"
-            time.sleep(0.001)  # the model's own work between chunks
+            yield "chunk"  # at exit the worker waits for room: the buffer holds 4
     finally:
         print("model finally ran", flush=True)
 
