@@ -33,7 +33,7 @@ def parser() -> argparse.ArgumentParser:
         "--profile",
         choices=PROFILES,
         default="full",
-        help="full (default, about five minutes), quick, or tiny (smoke test only)",
+        help="full (default, about 20 minutes on 2 cores), quick, or tiny (smoke test only)",
     )
     p.add_argument(
         "--out",

@@ -27,7 +27,7 @@ from typing import Any
 from .contenders import REPO_ROOT
 from .shapes import cpu_now
 from .spec import Config, Job, JobResult, Unsupported, find
-from .stats import DASH, TIMES, fmt, paired_ratio, spread
+from .stats import DASH, TIMES, fmt, interval, paired_interval, paired_ratio, spread
 
 NAME = "real"
 TITLE = "Real models"
@@ -36,7 +36,7 @@ HEADLINE = "tokens_per_s"
 # rounds sits close in time and the paired ratio cancels the host's drift (three prompts per
 # repeat, four repeats, put 4 s between partners and moved the ratio by 10% between runs).
 PROMPTS = {"full": 1, "quick": 1, "tiny": 1}
-REPEATS = {"full": 12, "quick": 4, "tiny": 1}
+REPEATS = {"full": 30, "quick": 4, "tiny": 1}
 CONTENDERS = ("sync", "adapter", "process", "v0.1")
 # the process contender is the 0.2 adapter with this setting in its worker's environment
 ISOLATION_ENV = {"process": ("LLM_ASYNC_ISOLATION", "process")}
@@ -267,6 +267,7 @@ def summarize(results: list[JobResult], cfg: Config) -> dict[str, Any]:
                     "tokens": result.samples[-1]["tokens"],
                     "first_token_ms": spread(result.values("first_token_ms"))["median"],
                     "vs_sync": paired_ratio(result.values("tokens_per_s"), base),
+                    "vs_sync_interval": paired_interval(result.values("tokens_per_s"), base),
                     "vs_v01": paired_ratio(result.values("tokens_per_s"), base_v01),
                     "cpu_vs_sync": paired_ratio(
                         sync.values("cpu_ms_per_token") if sync else [],
@@ -295,7 +296,8 @@ def _reload(rows: list[dict[str, Any]]) -> dict[str, float] | None:
 def markdown(summary: dict[str, Any]) -> list[str]:
     lines = [
         f"Tokens per second over the whole reply (min{DASH}max of repeats in brackets); "
-        '"vs sync" is the median of per-round ratios to llm\'s sync path; first token is the '
+        '"vs sync" is the median of per-round ratios to llm\'s sync path, with its 95% bootstrap '
+        "interval in brackets; first token is the "
         "median over the repeats of each repeat's median prompt. Every contender keeps one model "
         "instance and sends the same prompts in the same order, so all generate the same "
         "tokens (mrchatterbox: `random` reseeded per prompt; llama-cpp-python: each "
@@ -310,7 +312,8 @@ def markdown(summary: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {row['model']} | {row['contender']} | "
             f"{fmt(tps['median'])} [{fmt(tps['min'])}{DASH}{fmt(tps['max'])}] | "
-            f"{fmt(row['vs_sync'], 3, TIMES)} | {fmt(row['first_token_ms'], 1)} | "
+            f"{fmt(row['vs_sync'], 3, TIMES)}{interval(row.get('vs_sync_interval'))} | "
+            f"{fmt(row['first_token_ms'], 1)} | "
             f"{row['tokens']} | {fmt(row['cpu_vs_sync'], 3, TIMES)} | "
             f"{fmt(row['switches_per_token'], 2)} |"
         )

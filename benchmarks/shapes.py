@@ -21,14 +21,14 @@ from typing import Any
 
 from .contenders import PROCESS_ENV
 from .spec import Config, Job, JobResult, find
-from .stats import DASH, TIMES, fmt, paired_ratio, spread
+from .stats import DASH, TIMES, fmt, interval, paired_interval, paired_ratio, spread
 
 NAME = "shapes"
 TITLE = "Model shapes (about 1 ms of work per token)"
 HEADLINE = "tokens_per_s"
 CONTENDERS = ("sync", "adapter", "process", "v0.1")
 TOKENS = {"full": 500, "quick": 200, "tiny": 5}
-REPEATS = {"full": 9, "quick": 5, "tiny": 1}
+REPEATS = {"full": 25, "quick": 5, "tiny": 1}
 SHAPES: dict[str, dict[str, Any]] = {
     "gil": {
         "options": {"work": 40_000},
@@ -181,6 +181,7 @@ def summarize(results: list[JobResult], cfg: Config) -> dict[str, Any]:
                         result.values("cpu_ms_per_token"),
                     ),
                     "vs_sync": paired_ratio(mine, base),
+                    "vs_sync_interval": paired_interval(mine, base),
                     "vs_v01": paired_ratio(mine, base_v01),
                     "worker_rss_mib": spread(result.values("worker_rss_mib"))["median"],
                 }
@@ -196,7 +197,8 @@ def markdown(summary: dict[str, Any]) -> list[str]:
     lines = [
         f"Tokens per second over {summary['tokens']} tokens per reply (min{DASH}max of repeats "
         'in brackets); "vs sync" and "vs 0.1" are medians of per-round ratios (contenders '
-        "alternate within each round). CPU ms/token is the process's CPU time (all threads) "
+        "alternate within each round), with a 95% bootstrap interval of the first in "
+        "brackets. CPU ms/token is the process's CPU time (all threads) "
         'per token; "CPU: sync / this" above 1 means this contender spends less CPU per token '
         "than llm's sync path (a figure that holds on a busy machine, where tokens/s does not); "
         "blocking switches are the voluntary context switches of the process per token; "
@@ -215,7 +217,8 @@ def markdown(summary: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {row['shape']} | {row['contender']} | "
             f"{fmt(tps['median'])} [{fmt(tps['min'])}{DASH}{fmt(tps['max'])}] | "
-            f"{fmt(row['ms_per_token'], 3)} | {fmt(row['vs_sync'], 3, TIMES)} | "
+            f"{fmt(row['ms_per_token'], 3)} | {fmt(row['vs_sync'], 3, TIMES)}"
+            f"{interval(row.get('vs_sync_interval'))} | "
             f"{fmt(row['vs_v01'], 3, TIMES)} | {fmt(row['cpu_ms_per_token'], 3)} | "
             f"{fmt(row['cpu_vs_sync'], 3, TIMES)} | {fmt(row['switches_per_token'], 2)} | "
             f"{fmt(row.get('outside_us_per_token'), 1)} |"

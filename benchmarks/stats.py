@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 import statistics
 from collections.abc import Iterable, Sequence
 
@@ -56,8 +57,40 @@ def paired_ratio(numerators: Sequence[float], denominators: Sequence[float]) -> 
     return median([ratio(a, b) for a, b in zip(numerators, denominators, strict=True)])
 
 
+def paired_interval(
+    numerators: Sequence[float],
+    denominators: Sequence[float],
+    level: float = 0.95,
+    resamples: int = 2000,
+) -> tuple[float, float]:
+    """A bootstrap interval for :func:`paired_ratio`: how far its median could move by chance.
+
+    On a host whose speed drifts by a tenth between neighbouring rounds, a ratio of 0.95 from
+    nine rounds and one of 1.00 can be the same result; the interval tells a reader whether a
+    target was missed or only not shown. Resampled with a fixed seed, so a report regenerated
+    from the same samples says the same. NaN, NaN when fewer than three rounds pair up.
+    """
+    if len(numerators) != len(denominators) or len(numerators) < 3:
+        return math.nan, math.nan
+    ratios = [ratio(a, b) for a, b in zip(numerators, denominators, strict=True)]
+    if any(math.isnan(r) for r in ratios):
+        return math.nan, math.nan
+    draw = random.Random(len(ratios)).choices
+    medians = [statistics.median(draw(ratios, k=len(ratios))) for _ in range(resamples)]
+    tail = (1 - level) / 2 * 100
+    return percentile(medians, tail), percentile(medians, 100 - tail)
+
+
 def fmt(value: float | None, digits: int = 1, unit: str = "") -> str:
     """A number for a Markdown cell; an en dash for a missing value."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return DASH
     return f"{value:.{digits}f}{unit}"
+
+
+def interval(bounds: Sequence[float] | None, digits: int = 2) -> str:
+    """`` [low-high]`` (en dash) to follow a ratio in a table cell; empty without an interval."""
+    if not bounds or any(math.isnan(b) for b in bounds):
+        return ""
+    low, high = bounds
+    return f" [{low:.{digits}f}{DASH}{high:.{digits}f}]"

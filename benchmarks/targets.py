@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .stats import DASH, TIMES, fmt
+from .stats import DASH, TIMES, fmt, interval
 
 
 def _verdict(ok: bool | None) -> str:
@@ -149,7 +149,10 @@ def throughput(
     parts = []
     for row in rows:
         vs_sync, vs_v01 = row["vs_sync"], row.get("vs_v01", math.nan)
-        parts.append(f"{row[key]}: {fmt(vs_sync, 3, TIMES)} sync, {fmt(vs_v01, 3, TIMES)} 0.1")
+        parts.append(
+            f"{row[key]}: {fmt(vs_sync, 3, TIMES)} sync{interval(row.get('vs_sync_interval'))}, "
+            f"{fmt(vs_v01, 3, TIMES)} 0.1"
+        )
         if math.isnan(vs_sync) or vs_sync < minimum:
             failures.append(row[key])
         if not math.isnan(vs_v01) and vs_v01 < 1.0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,18 @@ def test_percentiles() -> None:
     assert stats.percentile([5], 99) == 5
     assert stats.median([]) != stats.median([])  # NaN for no data
     assert stats.fmt(float("nan")) == stats.DASH
+
+
+def test_paired_interval_brackets_the_paired_median_and_narrows_with_rounds() -> None:
+    few = [1.0, 0.9, 1.1, 0.95, 1.05]
+    base = [1.0] * len(few)
+    low, high = stats.paired_interval(few, base)
+    assert low <= stats.paired_ratio(few, base) <= high
+    many_low, many_high = stats.paired_interval(few * 8, base * 8)
+    assert many_high - many_low < high - low
+    assert stats.paired_interval(few, base) == (low, high)  # the same samples, the same words
+    unpaired = stats.paired_interval([1.0, 2.0, 3.0], [1.0, 2.0])
+    assert all(math.isnan(v) for v in unpaired)
 
 
 def test_v01_environment_is_reused_when_its_stamp_matches(tmp_path: Path) -> None:
