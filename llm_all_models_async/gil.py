@@ -48,11 +48,12 @@ __all__ = [
     "policy_for",
 ]
 
-BATCH_EVERY = 0.02
+BATCH_EVERY = 0.04
 """Chunks closer together than this (seconds) are batched; the consumer then looks for them
-this often.  Each hand-over to a starved loop costs the model about 0.5 ms here, so this
-also bounds how much of a GIL-holding model's time goes to its consumer (see
-docs/thread-path-performance.md)."""
+this often, so a fast model's chunk reaches it at most this late.  Each look costs a model
+that shares the GIL with the loop a fixed amount (a hand-over, or two waits for the GIL:
+0.5-1 ms on a 2-vCPU VM), so the interval sets the share of the model's time lost to its
+consumer: 40 ms halves what 20 ms cost (docs/thread-path-performance.md, "40 ms batches")."""
 
 HAND_OVER_WAIT = 0.005
 """A hand-over waits at most this long for the loop to go idle: CPython's switch interval,
