@@ -125,16 +125,20 @@ def _plain(
     """``outside_log``: record, per token, the seconds the producing thread spent between the
     end of one token's work and the start of the next one's, i.e. outside the model (in llm's
     per-chunk work on the sync path; handing the chunk over, waiting for the GIL or for
-    credit through an adapter), and append their mean in µs to that file once the reply is
-    complete.  It does not depend on how fast the machine runs the model's own work, which
-    moves a lot on a shared machine, and it is written from whichever process runs the model
-    (a worker process too)."""
+    credit through an adapter), and the CPU seconds the thread spent in the work itself.
+    Once the reply is complete, append both means in µs to that file, from whichever process
+    runs the model (a worker process too).  The first does not depend on how fast the
+    machine runs the model's own work, which moves a lot on a shared machine; the second is
+    that speed, measured while the reply ran, so a ratio of two replies can be corrected
+    for it (see shapes.py)."""
     if not interval and not work and size == 1 and not hash_kib and not outside_log:
         for _ in range(chunks):
             yield "x"
         return
     outside: list[float] | None = [] if outside_log else None
     clock = time.perf_counter
+    cpu_clock = time.thread_time
+    work_cpu = 0.0
     ended: float | None = None
     for i in range(chunks):
         if interval:
@@ -143,16 +147,18 @@ def _plain(
             began = clock()
             if ended is not None:
                 outside.append(began - ended)
+            cpu_began = cpu_clock()
         if work:
             burn(work)
         if hash_kib:
             digest(hash_kib)
         if outside is not None:
+            work_cpu += cpu_clock() - cpu_began
             ended = clock()
         yield _chunk(i, size)
     if outside_log and outside:
         with open(outside_log, "a", encoding="utf-8") as log:
-            log.write(f"{sum(outside) / len(outside) * 1e6}\n")
+            log.write(f"{sum(outside) / len(outside) * 1e6} {work_cpu / chunks * 1e6}\n")
 
 
 def _probed(probe: Probe, chunks: int, interval: float, work: int, size: int) -> Iterator[str]:

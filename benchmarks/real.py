@@ -269,6 +269,7 @@ def summarize(results: list[JobResult], cfg: Config) -> dict[str, Any]:
                     "vs_sync": paired_ratio(result.values("tokens_per_s"), base),
                     "vs_sync_interval": paired_interval(result.values("tokens_per_s"), base),
                     "vs_v01": paired_ratio(result.values("tokens_per_s"), base_v01),
+                    "vs_v01_interval": paired_interval(result.values("tokens_per_s"), base_v01),
                     "cpu_vs_sync": paired_ratio(
                         sync.values("cpu_ms_per_token") if sync else [],
                         result.values("cpu_ms_per_token"),

@@ -13,6 +13,7 @@ number of steps, not a calibrated time, so the 0.1 environment does the same wor
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import tempfile
@@ -21,7 +22,16 @@ from typing import Any
 
 from .contenders import PROCESS_ENV
 from .spec import Config, Job, JobResult, find
-from .stats import DASH, TIMES, fmt, interval, paired_interval, paired_ratio, spread
+from .stats import (
+    DASH,
+    TIMES,
+    fmt,
+    interval,
+    median,
+    paired_interval,
+    paired_ratio,
+    spread,
+)
 
 NAME = "shapes"
 TITLE = "Model shapes (about 1 ms of work per token)"
@@ -81,7 +91,7 @@ def measure(contender: str, params: dict[str, Any]) -> Any:
                 first = time.perf_counter() - start
             count += 1
         sample = _sample(count, time.perf_counter() - start, first, chunks, cpu)
-        sample["outside_us_per_token"] = _read_outside(log)
+        sample.update(read_model_log(log, sample))
         return sample
     return _measure_async(model, chunks, options, log, contender == "process")
 
@@ -96,14 +106,27 @@ def _outside_log() -> str:
     return path
 
 
-def _read_outside(log: str) -> float | None:
-    """The model's own figure (see models._plain), and the file removed: the mean µs per token
-    its thread spent outside its work, what the path costs the model however fast the
-    machine runs."""
+def read_model_log(log: str, sample: dict[str, Any]) -> dict[str, Any]:
+    """The model's own figures (see models._plain), and the file removed.
+
+    ``outside_us_per_token``: the mean time per token its thread spent outside its work,
+    what the path costs the model however fast the machine runs. ``work_cpu_us_per_token``:
+    the CPU time of the work itself, i.e. how fast the machine ran the model in this reply.
+    ``work_share``: that CPU time over the wall time per token the consumer saw. A machine
+    that runs everything 10% slower for a second moves tokens/s by 10% and the share not at
+    all, so the share of two contenders compares their paths without the machine's drift.
+    """
     with open(log, encoding="utf-8") as lines:
         written = lines.read().split()
     os.unlink(log)
-    return float(written[-1]) if written else None
+    if len(written) < 2:
+        return {"outside_us_per_token": None, "work_cpu_us_per_token": None, "work_share": None}
+    outside, work_cpu = float(written[-2]), float(written[-1])
+    return {
+        "outside_us_per_token": outside,
+        "work_cpu_us_per_token": work_cpu,
+        "work_share": work_cpu / (sample["ms_per_token"] * 1000),
+    }
 
 
 async def _measure_async(
@@ -120,7 +143,7 @@ async def _measure_async(
             first = time.perf_counter() - start
         count += 1
     sample = _sample(count, time.perf_counter() - start, first, chunks, cpu)
-    sample["outside_us_per_token"] = _read_outside(log)
+    sample.update(read_model_log(log, sample))
     if in_worker:
         from .contenders import worker_rss_mib
 
@@ -162,6 +185,9 @@ def summarize(results: list[JobResult], cfg: Config) -> dict[str, Any]:
         v01 = find(results, shape, "v0.1")
         base = sync.values("tokens_per_s") if sync else []
         base_v01 = v01.values("tokens_per_s") if v01 else []
+        share = sync.values("work_share") if sync else []
+        share_v01 = v01.values("work_share") if v01 else []
+        speed = sync.values("work_cpu_us_per_token") if sync else []
         for contender in CONTENDERS:
             result = find(results, shape, contender)
             if result is None or not result.samples:
@@ -183,6 +209,22 @@ def summarize(results: list[JobResult], cfg: Config) -> dict[str, Any]:
                     "vs_sync": paired_ratio(mine, base),
                     "vs_sync_interval": paired_interval(mine, base),
                     "vs_v01": paired_ratio(mine, base_v01),
+                    "vs_v01_interval": paired_interval(mine, base_v01),
+                    "work_cpu_us_per_token": median(result.values("work_cpu_us_per_token")),
+                    "work_share": median(result.values("work_share")),
+                    # sync's work CPU over this one's: above 1, the machine ran the model
+                    # faster in this contender's rounds. vs_sync = adjusted x this, per round.
+                    "work_speed_vs_sync": paired_ratio(
+                        speed, result.values("work_cpu_us_per_token")
+                    ),
+                    "work_speed_interval": paired_interval(
+                        speed, result.values("work_cpu_us_per_token")
+                    ),
+                    "vs_sync_adjusted": paired_ratio(result.values("work_share"), share),
+                    "vs_sync_adjusted_interval": paired_interval(
+                        result.values("work_share"), share
+                    ),
+                    "vs_v01_adjusted": paired_ratio(result.values("work_share"), share_v01),
                     "worker_rss_mib": spread(result.values("worker_rss_mib"))["median"],
                 }
             )
@@ -224,6 +266,7 @@ def markdown(summary: dict[str, Any]) -> list[str]:
             f"{fmt(row.get('outside_us_per_token'), 1)} |"
         )
     lines += [""] + [f"- {shape}: {note}." for shape, note in summary["notes"].items()]
+    lines += _adjusted_markdown(summary["rows"])
     rss = [r for r in summary["rows"] if r["contender"] == "process"]
     if rss:
         lines.append(
@@ -232,5 +275,39 @@ def markdown(summary: dict[str, Any]) -> list[str]:
             "worker's; worker RSS "
             + ", ".join(f"{r['shape']} {fmt(r.get('worker_rss_mib'))} MiB" for r in rss)
             + "."
+        )
+    return lines
+
+
+def _adjusted_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    """The same rounds with the machine's drift taken out, and the factor taken out."""
+    rows = [r for r in rows if not math.isnan(r.get("vs_sync_adjusted", math.nan))]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "Speed-adjusted: on a shared machine the speed at which the same work runs moves by "
+        "about a tenth within a second, and tokens/s with it. The model measures that speed "
+        'itself: the CPU time of its own work per token. "Share in the model\'s work" is that '
+        "CPU time over the wall time per token the consumer saw; the path's costs (llm's "
+        'per-chunk work, hand-overs, waits for the GIL) are the rest. "vs sync, '
+        'speed-adjusted" is the median per-round ratio of the shares. Per round it times '
+        '"model\'s work speed vs sync" equals the "vs sync" above; that factor is where the '
+        "machine's drift goes, and it would also hold any slowing of the model's own work "
+        "by the path (a cache disturbed by another thread), which it shows as below 1.",
+        "",
+        "| shape | contender | vs sync | model's work speed vs sync | vs sync, speed-adjusted "
+        "| vs 0.1, speed-adjusted | model's work CPU µs/token | share in the model's work |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['shape']} | {row['contender']} | {fmt(row['vs_sync'], 3, TIMES)} | "
+            f"{fmt(row['work_speed_vs_sync'], 3, TIMES)}"
+            f"{interval(row.get('work_speed_interval'))} | "
+            f"{fmt(row['vs_sync_adjusted'], 3, TIMES)}"
+            f"{interval(row.get('vs_sync_adjusted_interval'))} | "
+            f"{fmt(row['vs_v01_adjusted'], 3, TIMES)} | "
+            f"{fmt(row['work_cpu_us_per_token'], 1)} | {fmt(row['work_share'], 3)} |"
         )
     return lines

@@ -70,6 +70,9 @@ def test_shapes_report_the_models_own_time_outside_its_work(
         for sample in job["samples"]:
             outside = sample["outside_us_per_token"]
             assert outside is not None and outside > 0, (job["case"], job["contender"], sample)
+            # The work's CPU time lies inside the reply the consumer timed.
+            assert sample["work_cpu_us_per_token"] > 0, sample
+            assert 0 < sample["work_share"] <= 1, sample
 
 
 @pytest.mark.slow
@@ -135,6 +138,77 @@ def test_produced_ahead_target_compares_with_the_buffer() -> None:
     assert verdict["verdict"] == "not met"
     summary["rows"][0]["ahead_max"] = 4
     assert targets.produced_ahead(summary)["verdict"] == "met"
+
+
+def _shape_rounds(contender: str, walls_ms: list[float], work_ms: list[float]) -> Any:
+    from benchmarks import shapes
+    from benchmarks.spec import Job, JobResult
+
+    result = JobResult(Job("shapes", "gil", "gil", contender, {"chunks": 100}))
+    for wall, work in zip(walls_ms, work_ms, strict=True):
+        sample = {
+            "tokens_per_s": 1000 / wall,
+            "ms_per_token": wall,
+            "cpu_ms_per_token": wall,
+            "switches_per_token": 0.0,
+            "outside_us_per_token": 10.0,
+        }
+        sample.update(shapes.read_model_log(_model_log(f"10.0 {work * 1000}"), sample))
+        result.samples.append(sample)
+    return result
+
+
+def _model_log(text: str) -> str:
+    import tempfile
+
+    handle, path = tempfile.mkstemp()
+    with open(handle, "w", encoding="utf-8") as log:
+        log.write(text + "\n")
+    return path
+
+
+def test_shapes_speed_adjusted_ratio_ignores_the_machines_drift() -> None:
+    """Rounds in which the machine ran the adapter's model 10% slower: the raw ratio says
+    0.91x, the adjusted one says what the path costs (nothing here), and the target is
+    judged on the adjusted one with the raw one beside it."""
+    from benchmarks import shapes
+
+    speeds = [1.0, 1.2, 0.9, 1.1, 1.0]
+    sync = _shape_rounds("sync", [s * 1.0 for s in speeds], [s * 0.98 for s in speeds])
+    slow = [s * 1.1 for s in speeds]
+    adapter = _shape_rounds("adapter", [s * 1.0 for s in slow], [s * 0.98 for s in slow])
+    summary = shapes.summarize([sync, adapter], Config(profile="tiny"))
+    row = next(r for r in summary["rows"] if r["contender"] == "adapter")
+    assert row["vs_sync"] == pytest.approx(1 / 1.1)
+    assert row["work_speed_vs_sync"] == pytest.approx(1 / 1.1)
+    assert row["vs_sync_adjusted"] == pytest.approx(1.0)
+    verdict = targets.throughput("shapes", summary, "shape")
+    assert verdict["verdict"] == "met", verdict
+    assert "speed-adjusted 1.000" in verdict["detail"] and "raw 0.909" in verdict["detail"]
+    assert any("speed-adjusted" in line for line in shapes.markdown(summary))
+
+    # A path that takes 5% of the wall time from the model's work fails, however fast the
+    # machine ran that contender.
+    fast = [s / 1.1 for s in speeds]
+    costly = _shape_rounds("adapter", [s / 0.93 for s in fast], [s * 0.98 for s in fast])
+    summary = shapes.summarize([sync, costly], Config(profile="tiny"))
+    row = next(r for r in summary["rows"] if r["contender"] == "adapter")
+    assert row["vs_sync"] > 1 and row["vs_sync_adjusted"] == pytest.approx(0.93)
+    assert targets.throughput("shapes", summary, "shape")["verdict"] == "not met"
+
+
+def test_throughput_target_uses_the_raw_ratio_where_the_speed_was_not_measured() -> None:
+    summary = {
+        "rows": [
+            {"model": "m", "contender": "adapter", "vs_sync": 0.96, "vs_v01": 1.01},
+        ]
+    }
+    assert targets.throughput("real", summary, "model")["verdict"] == "not met"
+    summary["rows"][0]["vs_sync"] = 0.98
+    assert targets.throughput("real", summary, "model")["verdict"] == "met"
+    summary["rows"][0]["vs_v01"] = 0.99
+    verdict = targets.throughput("real", summary, "model")
+    assert verdict["verdict"] == "not met" and "speed-adjusted" not in verdict["value"]
 
 
 def test_percentiles() -> None:
