@@ -115,6 +115,13 @@ def first_chunk(summary: dict[str, Any] | None) -> dict[str, Any]:
             f"; per repeat, the adapter took {fmt(paired, 3, TIMES)} 0.1's time"
             f"{interval(rows['adapter'].get('vs_v01_interval'))}"
         )
+    quartiles = [rows[c].get("ttfc_quartiles_us") for c in ("adapter", "v0.1")]
+    if all(quartiles):
+        (a_low, a_high), (v_low, v_high) = quartiles
+        detail += (
+            f"; repeats' quartiles {fmt(a_low, 0)}{DASH}{fmt(a_high, 0)} µs against "
+            f"{fmt(v_low, 0)}{DASH}{fmt(v_high, 0)}"
+        )
     return _target(
         "first chunk", goal, mine <= theirs, f"{fmt(mine, 0)} µs vs {fmt(theirs, 0)} µs", detail
     )

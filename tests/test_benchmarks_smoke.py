@@ -211,6 +211,31 @@ def test_throughput_target_uses_the_raw_ratio_where_the_speed_was_not_measured()
     assert verdict["verdict"] == "not met" and "speed-adjusted" not in verdict["value"]
 
 
+def test_first_chunk_shows_both_regimes_of_the_repeats() -> None:
+    """Repeats at 170 or 250 µs for either contender: the quartiles show the two groups the
+    median falls between, and the paired ratio sits beside it."""
+    from benchmarks import first_chunk
+    from benchmarks.spec import Job, JobResult
+
+    def repeats(contender: str, values: list[float]) -> JobResult:
+        result = JobResult(Job("first_chunk", "all", "default", contender, {}))
+        for value in values:
+            result.samples.append(
+                {"ttfc_us": value, "ttfc_p90_us": value, "response_us": value, "prompts": 1}
+            )
+        return result
+
+    adapter = repeats("adapter", [170, 250, 170, 250, 250, 170, 250, 170])
+    v01 = repeats("v0.1", [250, 170, 170, 250, 170, 170, 250, 170])
+    summary = first_chunk.summarize([adapter, v01], Config(profile="tiny"))
+    verdict = targets.first_chunk(summary)
+    assert verdict["verdict"] == "not met"  # medians 210 against 170
+    span = f"170{stats.DASH}250"
+    assert f"quartiles {span} µs against {span}" in verdict["detail"], verdict["detail"]
+    assert "0.1's time" in verdict["detail"]
+    assert any("repeats' quartiles" in line for line in first_chunk.markdown(summary))
+
+
 def test_percentiles() -> None:
     assert stats.percentile([1, 2, 3, 4], 50) == 2.5
     assert stats.percentile([5], 99) == 5
