@@ -39,11 +39,50 @@ from typing import Any
 from .deadlines import Deadlines, Limit, Phase, wait_within
 from .errors import StallTimeoutError
 
-__all__ = ["STOPPED", "Channel", "ChannelStream"]
+__all__ = ["STOPPED", "Channel", "ChannelStream", "Latch"]
 
 logger = logging.getLogger("llm_all_models_async")
 
 Waker = tuple["asyncio.Future[None]", asyncio.AbstractEventLoop]
+
+
+class Latch:
+    """A flag threads can wait on that is set once and never cleared: ``threading.Event``'s
+    ``set``/``is_set``/``wait`` on one lock, held until the flag is set.
+
+    A channel builds one per prompt on the way to its first chunk, where an ``Event`` (a
+    ``Condition`` built in Python around a new lock) cost about 3 µs and this a tenth of that.
+    """
+
+    __slots__ = ("_lock", "_set")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._set = False
+
+    def set(self) -> None:
+        """Set the flag and release every waiter; later calls do nothing."""
+        with _latch_guard:  # two threads setting at once must not release the lock twice
+            if self._set:
+                return
+            self._set = True
+        self._lock.release()
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the flag is set or ``timeout`` seconds pass; returns the flag."""
+        if self._set:
+            return True
+        if self._lock.acquire(True, -1 if timeout is None else max(timeout, 0.0)):
+            self._lock.release()  # the next waiter goes through too
+            return True
+        return self._set
+
+
+_latch_guard = threading.Lock()
 
 
 class Channel:
@@ -90,7 +129,7 @@ class Channel:
         # Not None: the producer is batching (see start_batching); a waiting consumer looks
         # for items this often instead of being woken for each one.
         self.poll_every: float | None = None
-        self.closed = threading.Event()
+        self.closed = Latch()  # set once the producer has closed the model's generator
         self.worker_started_at: float | None = None
         self.pulled_after_stop = 0
         self.high_water = 0
