@@ -8,7 +8,7 @@ import threading
 import pytest
 from helpers import eventually, wait_event
 
-from llm_all_models_async.channel import STOPPED, Channel
+from llm_all_models_async.channel import STOPPED, Channel, Latch
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -72,3 +72,39 @@ async def test_a_stopped_channel_refuses_items_and_runs_its_stop_callbacks_once(
     assert channel.put("c") == STOPPED
     with pytest.raises(StopAsyncIteration):
         channel.take(asyncio.get_running_loop())  # buffered items are dropped on stop
+
+
+def test_latch_releases_every_waiter_once_set_and_stays_set() -> None:
+    """``Channel.closed``: what the stuck-worker watchdog and exit handling wait on."""
+    latch = Latch()
+    assert not latch.is_set()
+    assert latch.wait(0) is False and latch.wait(0.01) is False  # a timeout says "not set"
+    started = threading.Barrier(4)
+    woken: list[bool] = []
+
+    def waiter() -> None:
+        started.wait()
+        woken.append(latch.wait())
+
+    threads = [threading.Thread(target=waiter) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    started.wait()
+    errors: list[BaseException] = []
+
+    def set_latch() -> None:
+        try:
+            latch.set()
+        except BaseException as error:  # a second release of the lock would raise here
+            errors.append(error)
+
+    setters = [threading.Thread(target=set_latch) for _ in range(4)]  # several at once
+    for thread in setters:
+        thread.start()
+    for thread in [*setters, *threads]:
+        thread.join(10)
+    assert errors == []
+    assert woken == [True, True, True]
+    assert latch.is_set() and latch.wait(0) and latch.wait()
+    latch.set()  # again: nothing happens
+    assert latch.is_set()
