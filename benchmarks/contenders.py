@@ -150,14 +150,15 @@ def model_for(contender: str, model_id: str | None = None) -> Any:
         if TWIN_CONTENDERS[contender] != _state["kind"]:
             raise RuntimeError(f"{contender} cannot run in a {_state['kind']} worker")
         model = llm.get_async_model(model_id or models.SYNC_ID)
-        _check_twin(contender, model)
+        check_twin(contender, model)
     else:
         raise ValueError(f"unknown contender {contender!r}")
     _models[key] = model
     return model
 
 
-def _check_twin(contender: str, model: Any) -> None:
+def check_twin(contender: str, model: Any) -> None:
+    """Raise unless ``model`` is the twin ``contender`` names; give a 0.1 twin its Options."""
     if contender in ("adapter", "process"):
         import llm_all_models_async as lama
 

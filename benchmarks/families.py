@@ -8,6 +8,7 @@ from . import (
     cancellation,
     concurrency,
     first_chunk,
+    head_to_head,
     loop_lag,
     per_chunk,
     real,
@@ -27,6 +28,7 @@ ORDER: tuple[ModuleType, ...] = (
     threads,
     shapes,
     real,
+    head_to_head,
     wakeup,
 )
 BY_NAME: dict[str, ModuleType] = {family.NAME: family for family in ORDER}

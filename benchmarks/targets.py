@@ -102,14 +102,41 @@ def loop_lag(summary: dict[str, Any] | None, limit_ms: float = 20.0) -> dict[str
     )
 
 
-def first_chunk(summary: dict[str, Any] | None) -> dict[str, Any]:
-    goal = "adapter time to first chunk no slower than the 0.1 release (median)"
+def first_chunk(
+    summary: dict[str, Any] | None, head_to_head: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Judged on the head-to-head turns in one process where they ran, else on the medians
+    of separate worker processes (whose regimes move a median more than the adapter does)."""
+    goal = "adapter time to first chunk no slower than the 0.1 release"
     rows = {r["contender"]: r for r in (summary or {}).get("rows", [])}
-    if "adapter" not in rows or "v0.1" not in rows:
+    separate = ""
+    if "adapter" in rows and "v0.1" in rows:
+        mine, theirs = rows["adapter"]["ttfc_us"]["median"], rows["v0.1"]["ttfc_us"]["median"]
+        separate = f"{fmt(mine, 0)} vs {fmt(theirs, 0)} µs"
+    turns = _head_to_head_rows(head_to_head, "first chunk")
+    if "adapter" in turns and not math.isnan(turns["adapter"].get("vs_v01", math.nan)):
+        adapter = turns["adapter"]
+        ratio_ = adapter["vs_v01"]
+        detail = (
+            f"in one process, taking turns prompt by prompt: adapter {fmt(adapter['value'], 0)} "
+            f"µs, 0.1 {fmt(turns['v0.1']['value'], 0)} µs (medians); per repeat the adapter "
+            f"took {fmt(ratio_, 3, TIMES)} 0.1's time{interval(adapter.get('vs_v01_interval'))}"
+        )
+        again = turns.get("adapter again")
+        if again is not None:
+            detail += (
+                f"; noise floor: a second adapter twin took {fmt(again['vs_adapter'], 3, TIMES)} "
+                f"the first's time{interval(again.get('vs_adapter_interval'))}"
+            )
+        if separate:
+            detail += f"; in separate worker processes (first-chunk family): {separate}"
+        return _target(
+            "first chunk", goal, ratio_ <= 1.0, f"{fmt(ratio_, 3, TIMES)} 0.1's time", detail
+        )
+    if not separate:
         return _target("first chunk", goal, None, DASH, "adapter or 0.1 not measured")
-    mine, theirs = rows["adapter"]["ttfc_us"]["median"], rows["v0.1"]["ttfc_us"]["median"]
+    detail = "median time from model.prompt() to the first chunk, in separate worker processes"
     paired = rows["adapter"].get("vs_v01", math.nan)
-    detail = "median time from model.prompt() to the first chunk"
     if not math.isnan(paired):
         detail += (
             f"; per repeat, the adapter took {fmt(paired, 3, TIMES)} 0.1's time"
@@ -122,9 +149,15 @@ def first_chunk(summary: dict[str, Any] | None) -> dict[str, Any]:
             f"; repeats' quartiles {fmt(a_low, 0)}{DASH}{fmt(a_high, 0)} µs against "
             f"{fmt(v_low, 0)}{DASH}{fmt(v_high, 0)}"
         )
-    return _target(
-        "first chunk", goal, mine <= theirs, f"{fmt(mine, 0)} µs vs {fmt(theirs, 0)} µs", detail
-    )
+    return _target("first chunk", goal, mine <= theirs, separate, detail)
+
+
+def _head_to_head_rows(summary: dict[str, Any] | None, case: str) -> dict[str, dict[str, Any]]:
+    """The rows of one head-to-head case, by contender (empty when it did not run)."""
+    for entry in (summary or {}).get("cases", []):
+        if entry["case"] == case:
+            return {row["contender"]: row for row in entry["rows"]}
+    return {}
 
 
 def loop_lag_light(summary: dict[str, Any] | None, limit_ms: float = 5.0) -> dict[str, Any]:
@@ -178,7 +211,7 @@ def throughput(
         if use_adjusted:
             parts.append(
                 f"{row[key]}: speed-adjusted {fmt(adjusted, 3, TIMES)} sync"
-                f"{interval(row.get('vs_sync_adjusted_interval'))}, {fmt(vs_v01, 3, TIMES)} "
+                f"{interval(row.get('vs_sync_adjusted_interval'), 3)}, {fmt(vs_v01, 3, TIMES)} "
                 f"0.1 (raw {raw}; the model's work ran "
                 f"{fmt(row.get('work_speed_vs_sync', math.nan), 3, TIMES)} as fast as on sync)"
             )
@@ -193,6 +226,43 @@ def throughput(
     how = ", speed-adjusted" if adjusted_worst else ""
     value = f"worst {fmt(worst_value, 3, TIMES)} sync{how} ({worst[key]})"
     return _target(name, goal, not failures, value, "; ".join(parts))
+
+
+def real_models(
+    summary: dict[str, Any] | None, head_to_head: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """:func:`throughput` of the real models, judged on the head-to-head turns in one process
+    (speed-adjusted) for each model that ran there, else on the separate worker processes.
+
+    Two instances of one llama.cpp model in one process run their own work up to 5% apart
+    (CPU time per token), and in separate processes identical contenders differ by up to
+    3%: the raw ratio of the separate processes cannot judge 0.97 or 1.0.  Each model's
+    separate-process ratios are added to the detail.
+    """
+    separate = {
+        r["model"]: r for r in (summary or {}).get("rows", []) if r["contender"] == "adapter"
+    }
+    rows = []
+    for name, row in separate.items():
+        turns = _head_to_head_rows(head_to_head, name).get("adapter")
+        rows.append({**turns, "model": f"{name} (one process)"} if turns else row)
+    for entry in (head_to_head or {}).get("cases", []):
+        turns = {r["contender"]: r for r in entry["rows"]}.get("adapter")
+        if entry["case"] != "first chunk" and entry["case"] not in separate and turns:
+            rows.append({**turns, "model": f"{entry['case']} (one process)"})
+    verdict = throughput("real models", {"rows": rows}, "model")
+    if any(name in separate for name in _head_to_head_names(head_to_head)):
+        verdict["detail"] += "; in separate worker processes: " + ", ".join(
+            f"{name} {fmt(row['vs_sync'], 3, TIMES)} sync{interval(row.get('vs_sync_interval'))}"
+            f", {fmt(row.get('vs_v01', math.nan), 3, TIMES)} 0.1"
+            f"{interval(row.get('vs_v01_interval'))}"
+            for name, row in separate.items()
+        )
+    return verdict
+
+
+def _head_to_head_names(summary: dict[str, Any] | None) -> list[str]:
+    return [entry["case"] for entry in (summary or {}).get("cases", [])]
 
 
 def produced_ahead(summary: dict[str, Any] | None) -> dict[str, Any]:
@@ -266,14 +336,14 @@ def evaluate(families: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
     return [
         per_chunk(summary("per_chunk")),
-        first_chunk(summary("first_chunk")),
+        first_chunk(summary("first_chunk"), summary("head_to_head")),
         cancellation(summary("cancellation")),
         concurrency(summary("concurrency")),
         loop_lag(summary("loop_lag")),
         loop_lag_light(summary("loop_lag")),
         produced_ahead(summary("stall")),
         throughput("1 ms/token shapes", summary("shapes"), "shape"),
-        throughput("real models", summary("real"), "model"),
+        real_models(summary("real"), summary("head_to_head")),
         process_throughput(summary("shapes")),
         process_loop_lag(summary("loop_lag")),
         process_first_chunk(summary("first_chunk")),
