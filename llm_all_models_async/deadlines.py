@@ -58,7 +58,12 @@ class Deadlines(NamedTuple):
 
     @classmethod
     def from_settings(cls, config: Settings) -> Deadlines:
-        return cls(
+        """The limits of ``config``, built once per settings object: every prompt asks, and
+        ``settings.resolve`` hands out the same object while nothing changed."""
+        cached = _by_settings.get(id(config))
+        if cached is not None and cached[0] is config:
+            return cached[1]
+        deadlines = cls(
             timeout=config.timeout,
             first_chunk_timeout=config.first_chunk_timeout,
             idle_timeout=config.idle_timeout,
@@ -66,6 +71,11 @@ class Deadlines(NamedTuple):
             stuck_warning=config.stuck_warning,
             queue_timeout=config.queue_timeout,
         )
+        if len(_by_settings) > 256:
+            _by_settings.clear()
+        # The settings object is kept with its limits, so its id cannot be reused meanwhile.
+        _by_settings[id(config)] = (config, deadlines)
+        return deadlines
 
     def nearest(
         self,
@@ -104,6 +114,9 @@ class Deadlines(NamedTuple):
         if phase == "later" and self.idle_timeout is not None:
             limits.append(Limit(self.idle_timeout, IdleTimeoutError(model_id, self.idle_timeout)))
         return min(limits, key=lambda limit: limit.remaining, default=None)
+
+
+_by_settings: dict[int, tuple[Settings, Deadlines]] = {}
 
 
 async def wait_within(awaitable: Awaitable[Any], limit: Limit | None) -> None:

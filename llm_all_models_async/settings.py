@@ -289,11 +289,19 @@ _paths: dict[Any, Path] = {}
 _env_var_names: dict[tuple[str, ...], tuple[str, ...]] = {}
 _encoded_names: dict[tuple[str, ...], tuple[Any, ...]] = {}
 _USER_PATH_VAR = ("LLM_USER_PATH",)
+_watched_names: dict[tuple[str, ...], tuple[str, ...]] = {}
+# Per model id: the raw variable values and file content resolve() last read, and its result.
+_last_read: dict[str, tuple[tuple[Any, ...], bytes | None, Settings]] = {}
 
 
 def _settings_path_now() -> Path:
     """:func:`settings_path`, remembered per value of ``LLM_USER_PATH``."""
     (user_path,) = _env_values(os.environ, _USER_PATH_VAR)
+    return _path_for(user_path)
+
+
+def _path_for(user_path: Any) -> Path:
+    """The settings file for one (raw) value of ``LLM_USER_PATH``."""
     path = _paths.get(user_path)
     if path is None:
         if len(_paths) > 64:
@@ -329,16 +337,47 @@ def _env_values(environ: Mapping[str, str], names: tuple[str, ...]) -> tuple[Any
     return tuple(map(data.get, encoded))  # encoded values: fine for a key, not for parsing
 
 
+def _watched_vars() -> tuple[str, ...]:
+    """``LLM_USER_PATH``, then the ``LLM_ASYNC_*`` variable of every setting."""
+    names = tuple(SPECS)
+    watched = _watched_names.get(names)
+    if watched is None:
+        watched = _watched_names[names] = (*_USER_PATH_VAR, *_env_vars())
+    return watched
+
+
 def resolve(model_id: str, environ: Mapping[str, str] | None = None) -> Settings:
     """Effective settings of ``model_id``: environment over the file over defaults.
 
-    Memoised on everything it reads (the ``LLM_ASYNC_*`` values and the file's content), as
-    it runs once per prompt.
+    Reads the variables and the file on every call (a change applies to the next prompt),
+    and is memoised on what it read: from ``os.environ`` (every prompt's case) by comparing
+    what was read with what was read last time for the same model, which skips building and
+    hashing a memo key on the way to every first chunk.
     """
-    environ = os.environ if environ is None else environ
+    if environ is None or environ is os.environ:
+        watched = _env_values(os.environ, _watched_vars())
+        path = _path_for(watched[0])
+        content = _file_bytes(path)
+        last = _last_read.get(model_id)
+        if last is not None and last[1] == content and last[0] == watched:
+            return last[2]
+        settings = _memoised(model_id, os.environ, path, content, watched[1:])
+        if len(_last_read) > 256:
+            _last_read.clear()
+        _last_read[model_id] = (watched, content, settings)
+        return settings
     path = _settings_path_now()
     content = _file_bytes(path)
-    env_values = _env_values(environ, _env_vars())
+    return _memoised(model_id, environ, path, content, _env_values(environ, _env_vars()))
+
+
+def _memoised(
+    model_id: str,
+    environ: Mapping[str, str],
+    path: Path,
+    content: bytes | None,
+    env_values: tuple[Any, ...],
+) -> Settings:
     key = (model_id, str(path), content, env_values)
     with _resolved_lock:
         cached = _resolved.get(key)

@@ -138,3 +138,33 @@ def test_cli_models_reports_a_bad_setting(monkeypatch):
     result = _run("models")
     assert result.exit_code == 0
     assert "error: LLM_ASYNC_BUFFER: buffer must be a whole number of at least 1" in result.output
+
+
+def test_every_change_applies_to_the_next_resolve_and_nothing_else_rebuilds(tmp_path, monkeypatch):
+    """resolve() runs on the way to every first chunk and compares what it read with what it
+    read last time: the same object while nothing changed, the change at once otherwise."""
+    from llm_all_models_async.deadlines import Deadlines
+
+    first = settings.resolve("probe")
+    assert settings.resolve("probe") is first
+    assert Deadlines.from_settings(first) is Deadlines.from_settings(first)
+
+    monkeypatch.setenv("LLM_ASYNC_BUFFER", "7")
+    by_env = settings.resolve("probe")
+    assert by_env.buffer == 7 and by_env.sources["buffer"] == "env"
+
+    # Another process rewrites the file: no write_overrides() here, only the file.
+    settings.settings_path().write_text(json.dumps({"models": {"probe": {"timeout": 3}}}))
+    by_file = settings.resolve("probe")
+    assert by_file.timeout == 3 and by_file.buffer == 7
+    assert Deadlines.from_settings(by_file).timeout == 3
+
+    other_user_dir = tmp_path / "other-user-dir"
+    other_user_dir.mkdir()
+    monkeypatch.setenv("LLM_USER_PATH", str(other_user_dir))
+    elsewhere = settings.resolve("probe")
+    assert elsewhere.timeout is None and elsewhere.buffer == 7
+
+    monkeypatch.delenv("LLM_ASYNC_BUFFER")
+    assert settings.resolve("probe").buffer == 1024
+    assert settings.resolve("other").buffer == 1024
