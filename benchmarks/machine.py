@@ -80,7 +80,9 @@ def load_average() -> list[float] | None:
 
 def describe() -> dict[str, Any]:
     """Facts about this machine and this interpreter, recorded with every result."""
-    status = _git("status", "--porcelain")
+    # Changes to tracked files only: an untracked file (a clone's .cache symlink) changes no
+    # code that runs; the adapter's own source is recorded by digest (contenders.py).
+    status = _git("status", "--porcelain", "--untracked-files=no")
     return {
         "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "python": sys.version.split()[0],
