@@ -242,16 +242,19 @@ def real_models(
     separate = {
         r["model"]: r for r in (summary or {}).get("rows", []) if r["contender"] == "adapter"
     }
-    rows = []
-    for name, row in separate.items():
-        turns = _head_to_head_rows(head_to_head, name).get("adapter")
-        rows.append({**turns, "model": f"{name} (one process)"} if turns else row)
-    for entry in (head_to_head or {}).get("cases", []):
-        turns = {r["contender"]: r for r in entry["rows"]}.get("adapter")
-        if entry["case"] != "first chunk" and entry["case"] not in separate and turns:
-            rows.append({**turns, "model": f"{entry['case']} (one process)"})
+    turns = {
+        entry["case"]: row
+        for entry in (head_to_head or {}).get("cases", [])
+        if entry["case"] != "first chunk"
+        for row in entry["rows"]
+        if row["contender"] == "adapter"
+    }
+    rows = [
+        {**turns[name], "model": f"{name} (one process)"} if name in turns else separate[name]
+        for name in dict.fromkeys([*separate, *turns])
+    ]
     verdict = throughput("real models", {"rows": rows}, "model")
-    if any(name in separate for name in _head_to_head_names(head_to_head)):
+    if turns and separate:
         verdict["detail"] += "; in separate worker processes: " + ", ".join(
             f"{name} {fmt(row['vs_sync'], 3, TIMES)} sync{interval(row.get('vs_sync_interval'))}"
             f", {fmt(row.get('vs_v01', math.nan), 3, TIMES)} 0.1"
@@ -259,10 +262,6 @@ def real_models(
             for name, row in separate.items()
         )
     return verdict
-
-
-def _head_to_head_names(summary: dict[str, Any] | None) -> list[str]:
-    return [entry["case"] for entry in (summary or {}).get("cases", [])]
 
 
 def produced_ahead(summary: dict[str, Any] | None) -> dict[str, Any]:
